@@ -1,0 +1,135 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/uptrace/bun"
+)
+
+// GetItem loads an item.
+func (s *Store) GetItem(ctx context.Context, id string) (*Item, error) {
+	it := new(Item)
+	if err := s.DB.NewSelect().Model(it).Where("id = ?", id).Scan(ctx); err != nil {
+		return nil, notFound(err, "item "+id)
+	}
+	return it, nil
+}
+
+// ListItems returns the items of a batch in submission order.
+func (s *Store) ListItems(ctx context.Context, batchID string, limit, offset int) ([]Item, int, error) {
+	var out []Item
+	if limit <= 0 {
+		limit = 1000
+	}
+	total, err := s.DB.NewSelect().Model(&out).Where("batch_id = ?", batchID).Order("idx ASC").
+		Limit(int64(limit)).Offset(int64(offset)).ScanAndCount(ctx)
+	if err != nil {
+		return nil, 0, fmt.Errorf("list items of batch %s: %w", batchID, err)
+	}
+	return out, int(total), nil
+}
+
+// ListAttempts returns the attempts of an item in order.
+func (s *Store) ListAttempts(ctx context.Context, itemID string) ([]Attempt, error) {
+	var out []Attempt
+	if err := s.DB.NewSelect().Model(&out).Where("item_id = ?", itemID).Order("seq ASC").Scan(ctx); err != nil {
+		return nil, fmt.Errorf("list attempts of item %s: %w", itemID, err)
+	}
+	return out, nil
+}
+
+// CompleteStep stores the attempt and the item's new state in one transaction, but only
+// if the item is still at sequence expectSeq: a second delivery of the same task, or a
+// worker that lost a race, gets ErrStale and changes nothing. The batch status is
+// refreshed when the item became terminal.
+func (s *Store) CompleteStep(ctx context.Context, it *Item, expectSeq int, a *Attempt) error {
+	now := s.now()
+	it.UpdatedAt = now
+	if IsTerminal(it.Status) && it.FinishedAt == nil {
+		it.FinishedAt = &now
+	}
+	if a != nil {
+		if a.ID == "" {
+			a.ID = NewID()
+		}
+		a.ItemID = it.ID
+		if a.Evidence == nil {
+			a.Evidence = []Exchange{}
+		}
+		it.AttemptCount++
+	}
+	fillItemDefaults(it)
+	return s.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		res, err := tx.NewUpdate().Model(it).ExcludeColumn("id", "batch_id", "host_id", "idx", "name", "base_url", "api_key_enc", "key_masked", "key_fingerprint", "created_at").
+			Where("id = ?", it.ID).Where("seq = ?", expectSeq).Exec(ctx)
+		if err != nil {
+			return fmt.Errorf("update item %s: %w", it.ID, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("item %s at seq %d: %w", it.ID, expectSeq, ErrStale)
+		}
+		if a != nil {
+			if _, err := tx.NewInsert().Model(a).Exec(ctx); err != nil {
+				return fmt.Errorf("insert attempt for item %s: %w", it.ID, err)
+			}
+		}
+		if IsTerminal(it.Status) || expectSeq == 0 {
+			return refreshBatchStatus(ctx, tx, it.BatchID, now)
+		}
+		return nil
+	})
+}
+
+// DueItems returns non-terminal items whose next step is due before t, oldest first.
+func (s *Store) DueItems(ctx context.Context, t time.Time, limit int) ([]Item, error) {
+	var out []Item
+	err := s.DB.NewSelect().Model(&out).
+		Where("status NOT IN (?)", bun.In(TerminalItemStatuses)).
+		Where("next_run_at IS NOT NULL AND next_run_at <= ?", t).
+		Order("next_run_at ASC").Limit(int64(limit)).Scan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("due items: %w", err)
+	}
+	return out, nil
+}
+
+// NonTerminalItems returns the IDs of the batch's items that are still running.
+func (s *Store) NonTerminalItems(ctx context.Context, batchID string) ([]Item, error) {
+	var out []Item
+	err := s.DB.NewSelect().Model(&out).Where("batch_id = ?", batchID).
+		Where("status NOT IN (?)", bun.In(TerminalItemStatuses)).Order("idx ASC").Scan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("running items of batch %s: %w", batchID, err)
+	}
+	return out, nil
+}
+
+// ItemsByStatus returns the batch's items in one of statuses.
+func (s *Store) ItemsByStatus(ctx context.Context, batchID string, statuses ...string) ([]Item, error) {
+	var out []Item
+	err := s.DB.NewSelect().Model(&out).Where("batch_id = ?", batchID).
+		Where("status IN (?)", bun.In(statuses)).Order("idx ASC").Scan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("items of batch %s: %w", batchID, err)
+	}
+	return out, nil
+}
+
+// FindImportedKey returns an earlier item on the same host with the same key fingerprint
+// that reached ready, excluding batchID; nil when none.
+func (s *Store) FindImportedKey(ctx context.Context, hostID, fingerprint, batchID string) (*Item, error) {
+	it := new(Item)
+	err := s.DB.NewSelect().Model(it).Where("host_id = ?", hostID).Where("key_fingerprint = ?", fingerprint).
+		Where("batch_id != ?", batchID).Where("status IN (?)", bun.In([]string{ItemReady, ItemReadyWithWarnings})).
+		Order("created_at ASC").Limit(1).Scan(ctx)
+	if err == sql.ErrNoRows {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("find imported key: %w", err)
+	}
+	return it, nil
+}

@@ -1,0 +1,246 @@
+package store
+
+import (
+	"time"
+
+	"github.com/uptrace/bun"
+)
+
+// Item statuses. The terminal ones are product §4's terminal item states.
+const (
+	ItemSubmitted         = "submitted"
+	ItemProbing           = "probing"
+	ItemImporting         = "importing"
+	ItemConfirming        = "confirming"
+	ItemClosingAccess     = "closing_access"
+	ItemVerifying         = "verifying"
+	ItemReady             = "ready"
+	ItemReadyWithWarnings = "ready_with_warnings"
+	ItemFailed            = "failed"
+	ItemSkipped           = "skipped"
+	ItemCancelled         = "cancelled"
+	ItemRolledBack        = "rolled_back"
+)
+
+// TerminalItemStatuses lists the states an item never leaves on its own.
+var TerminalItemStatuses = []string{ItemReady, ItemReadyWithWarnings, ItemFailed, ItemSkipped, ItemCancelled, ItemRolledBack}
+
+// IsTerminal reports whether status is terminal.
+func IsTerminal(status string) bool {
+	for _, s := range TerminalItemStatuses {
+		if s == status {
+			return true
+		}
+	}
+	return false
+}
+
+// Batch statuses, derived from the items (product §4).
+const (
+	BatchQueued             = "queued"
+	BatchRunning            = "running"
+	BatchSucceeded          = "succeeded"
+	BatchPartiallySucceeded = "partially_succeeded"
+	BatchFailed             = "failed"
+	BatchCancelled          = "cancelled"
+	BatchRolledBack         = "rolled_back"
+)
+
+// Host is a registered sub2api instance. Credentials are stored sealed.
+type Host struct {
+	bun.BaseModel `bun:"table:hosts"`
+
+	ID               string            `bun:"id,pk" json:"id"`
+	Name             string            `bun:"name" json:"name"`
+	AdminURL         string            `bun:"admin_url" json:"admin_url"`
+	PublicURL        string            `bun:"public_url" json:"public_url"`
+	AuthKind         string            `bun:"auth_kind" json:"auth_kind"` // "api_key" or "password"
+	AdminKeyEnc      string            `bun:"admin_key_enc" json:"-"`
+	AdminKeyMasked   string            `bun:"admin_key_masked" json:"admin_key_masked,omitempty"`
+	AdminEmail       string            `bun:"admin_email" json:"admin_email,omitempty"`
+	AdminPasswordEnc string            `bun:"admin_password_enc" json:"-"`
+	Version          string            `bun:"version" json:"version"`
+	Profile          string            `bun:"profile" json:"profile"`
+	Status           string            `bun:"status" json:"status"`
+	StatusMessage    string            `bun:"status_message" json:"status_message,omitempty"`
+	Warnings         []string          `bun:"warnings,type:text" json:"warnings"`
+	Flags            map[string]bool   `bun:"flags,type:text" json:"flags"`
+	ProbedAt         *time.Time        `bun:"probed_at" json:"probed_at,omitempty"`
+	CreatedAt        time.Time         `bun:"created_at" json:"created_at"`
+	UpdatedAt        time.Time         `bun:"updated_at" json:"updated_at"`
+	Extra            map[string]string `bun:"-" json:"-"`
+}
+
+// BatchOptions are the per-batch knobs, stored as JSON.
+type BatchOptions struct {
+	WindowDeadlineS float64   `json:"window_deadline_s"`
+	WindowScheduleS []float64 `json:"window_schedule_s"`
+	TopUpAmount     float64   `json:"topup_amount,omitempty"`
+	ValidityDays    int       `json:"validity_days,omitempty"`
+}
+
+// Batch is one submission.
+type Batch struct {
+	bun.BaseModel `bun:"table:batches"`
+
+	ID         string       `bun:"id,pk" json:"id"`
+	HostID     string       `bun:"host_id" json:"host_id"`
+	Name       string       `bun:"name" json:"name,omitempty"`
+	Mode       string       `bun:"mode" json:"mode"`
+	DryRun     bool         `bun:"dry_run" json:"dry_run"`
+	Force      bool         `bun:"force" json:"force"`
+	Options    BatchOptions `bun:"options,type:text" json:"options"`
+	Status     string       `bun:"status" json:"status"`
+	ItemCount  int          `bun:"item_count" json:"item_count"`
+	CreatedAt  time.Time    `bun:"created_at" json:"created_at"`
+	UpdatedAt  time.Time    `bun:"updated_at" json:"updated_at"`
+	FinishedAt *time.Time   `bun:"finished_at" json:"finished_at,omitempty"`
+}
+
+// Correction records how one requested model name was resolved.
+type Correction struct {
+	Requested string `json:"requested"`
+	Resolved  string `json:"resolved"`
+	Method    string `json:"method"`
+}
+
+// Item is one (base URL, key) input and its progress through the pipeline.
+type Item struct {
+	bun.BaseModel `bun:"table:items"`
+
+	ID              string         `bun:"id,pk" json:"id"`
+	BatchID         string         `bun:"batch_id" json:"batch_id"`
+	HostID          string         `bun:"host_id" json:"host_id"`
+	Idx             int            `bun:"idx" json:"index"`
+	Name            string         `bun:"name" json:"name"`
+	BaseURL         string         `bun:"base_url" json:"base_url"`
+	NormalizedURL   string         `bun:"normalized_url" json:"normalized_url,omitempty"`
+	ProviderHint    string         `bun:"provider_hint" json:"provider_hint,omitempty"`
+	Provider        string         `bun:"provider" json:"provider,omitempty"`
+	APIKeyEnc       string         `bun:"api_key_enc" json:"-"`
+	KeyMasked       string         `bun:"key_masked" json:"key_masked"`
+	KeyFingerprint  string         `bun:"key_fingerprint" json:"-"`
+	RequestedModels []string       `bun:"requested_models,type:text" json:"requested_models"`
+	Corrections     []Correction   `bun:"corrections,type:text" json:"corrections"`
+	Models          []string       `bun:"models,type:text" json:"models"`
+	SmokeModel      string         `bun:"smoke_model" json:"smoke_model,omitempty"`
+	Capability      map[string]any `bun:"capability,type:text" json:"capability,omitempty"`
+	Plan            map[string]any `bun:"plan,type:text" json:"plan,omitempty"`
+	Status          string         `bun:"status" json:"status"`
+	Step            string         `bun:"step" json:"step,omitempty"`
+	Seq             int            `bun:"seq" json:"seq"`
+	StepAttempts    int            `bun:"step_attempts" json:"step_attempts"`
+	NextRunAt       *time.Time     `bun:"next_run_at" json:"next_run_at,omitempty"`
+	WindowDeadline  *time.Time     `bun:"window_deadline" json:"window_deadline,omitempty"`
+	FailureClass    string         `bun:"failure_class" json:"failure_class,omitempty"`
+	FailureMessage  string         `bun:"failure_message" json:"failure_message,omitempty"`
+	Warnings        []string       `bun:"warnings,type:text" json:"warnings"`
+	AccountStatus   string         `bun:"account_status" json:"account_status,omitempty"`
+	AccessStatus    string         `bun:"access_status" json:"access_status,omitempty"`
+	SmokePreview    string         `bun:"smoke_preview" json:"smoke_preview,omitempty"`
+	DuplicateOf     string         `bun:"duplicate_of" json:"duplicate_of,omitempty"`
+	AttemptCount    int            `bun:"attempt_count" json:"attempts"`
+	CreatedAt       time.Time      `bun:"created_at" json:"created_at"`
+	UpdatedAt       time.Time      `bun:"updated_at" json:"updated_at"`
+	FinishedAt      *time.Time     `bun:"finished_at" json:"finished_at,omitempty"`
+}
+
+// Attempt outcomes (product §4.2).
+const (
+	OutcomeOK       = "ok"
+	OutcomeWaiting  = "waiting"
+	OutcomeRetry    = "retry"
+	OutcomeAdvisory = "advisory"
+	OutcomeFailed   = "failed"
+)
+
+// Attempt is one execution of one step for one item.
+type Attempt struct {
+	bun.BaseModel `bun:"table:attempts"`
+
+	ID           string     `bun:"id,pk" json:"id"`
+	ItemID       string     `bun:"item_id" json:"item_id"`
+	Step         string     `bun:"step" json:"step"`
+	Seq          int        `bun:"seq" json:"seq"`
+	Number       int        `bun:"number" json:"number"`
+	Outcome      string     `bun:"outcome" json:"outcome"`
+	Message      string     `bun:"message" json:"message,omitempty"`
+	FailureClass string     `bun:"failure_class" json:"failure_class,omitempty"`
+	Evidence     []Exchange `bun:"evidence,type:text" json:"evidence"`
+	StartedAt    time.Time  `bun:"started_at" json:"started_at"`
+	FinishedAt   time.Time  `bun:"finished_at" json:"finished_at"`
+}
+
+// Exchange is one stored piece of HTTP evidence (already redacted).
+type Exchange struct {
+	Target    string    `json:"target"`
+	Method    string    `json:"method"`
+	Path      string    `json:"path"`
+	Status    int       `json:"status"`
+	LatencyMS int64     `json:"latency_ms"`
+	Preview   string    `json:"preview,omitempty"`
+	Error     string    `json:"error,omitempty"`
+	At        time.Time `json:"at"`
+}
+
+// Resource states in the ledger.
+const (
+	ResourceIntent  = "intent"  // about to be created; host id unknown yet
+	ResourceCreated = "created" // exists on the host as far as we know
+	ResourceAdopted = "adopted" // found on the host (created by us earlier, or shared), not created by this row's batch
+	ResourceDeleted = "deleted" // deleted by rollback
+	ResourceMissing = "missing" // reconcile found it gone
+)
+
+// Resource types in the ledger.
+const (
+	TypeGroup        = "group"
+	TypeAccount      = "account"
+	TypeUser         = "user"
+	TypeKey          = "key"
+	TypeSubscription = "subscription"
+)
+
+// Resource is one ledger row: a host object this system created (or is about to).
+type Resource struct {
+	bun.BaseModel `bun:"table:managed_resources"`
+
+	ID             string         `bun:"id,pk" json:"id"`
+	HostID         string         `bun:"host_id" json:"host_id"`
+	BatchID        string         `bun:"batch_id" json:"batch_id"`
+	ItemID         string         `bun:"item_id" json:"item_id,omitempty"`
+	Type           string         `bun:"resource_type" json:"resource_type"`
+	HostResourceID *string        `bun:"host_resource_id" json:"host_resource_id,omitempty"`
+	Name           string         `bun:"name" json:"name"`
+	IdempotencyKey string         `bun:"idempotency_key" json:"idempotency_key,omitempty"`
+	State          string         `bun:"state" json:"state"`
+	SecretEnc      string         `bun:"secret_enc" json:"-"`
+	ParentID       string         `bun:"parent_id" json:"parent_id,omitempty"`
+	Details        map[string]any `bun:"details,type:text" json:"details,omitempty"`
+	CreatedAt      time.Time      `bun:"created_at" json:"created_at"`
+	UpdatedAt      time.Time      `bun:"updated_at" json:"updated_at"`
+}
+
+// ReconcileRun is one comparison of the ledger with a host.
+type ReconcileRun struct {
+	bun.BaseModel `bun:"table:reconcile_runs"`
+
+	ID         string     `bun:"id,pk" json:"id"`
+	HostID     string     `bun:"host_id" json:"host_id"`
+	BatchID    string     `bun:"batch_id" json:"batch_id,omitempty"`
+	Slot       string     `bun:"slot" json:"slot,omitempty"`
+	Status     string     `bun:"status" json:"status"`
+	Findings   []Finding  `bun:"findings,type:text" json:"findings"`
+	Summary    string     `bun:"summary" json:"summary"`
+	StartedAt  time.Time  `bun:"started_at" json:"started_at"`
+	FinishedAt *time.Time `bun:"finished_at" json:"finished_at,omitempty"`
+}
+
+// Finding is one difference between the ledger and the host.
+type Finding struct {
+	Kind           string `json:"kind"` // missing, modified, orphaned
+	ResourceType   string `json:"resource_type"`
+	HostResourceID string `json:"host_resource_id"`
+	Name           string `json:"name"`
+	Detail         string `json:"detail"`
+}
