@@ -133,3 +133,54 @@ func (s *Store) FindImportedKey(ctx context.Context, hostID, fingerprint, batchI
 	}
 	return it, nil
 }
+
+// RetryFailed moves the batch's failed items back to the start of the pipeline with a new
+// sequence number and returns them; the ledger is kept, so re-running adopts what exists.
+func (s *Store) RetryFailed(ctx context.Context, batchID string, firstStep string) ([]Item, error) {
+	var out []Item
+	err := s.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		if err := tx.NewSelect().Model(&out).Where("batch_id = ?", batchID).Where("status = ?", ItemFailed).Order("idx ASC").Scan(ctx); err != nil {
+			return err
+		}
+		now := s.now()
+		for i := range out {
+			it := &out[i]
+			it.Seq++
+			it.Step, it.Status, it.StepAttempts = firstStep, ItemSubmitted, 0
+			it.FailureClass, it.FailureMessage, it.WindowDeadline, it.FinishedAt = "", "", nil, nil
+			it.NextRunAt, it.UpdatedAt = &now, now
+			if _, err := tx.NewUpdate().Model(it).Column("seq", "step", "status", "step_attempts", "failure_class", "failure_message",
+				"window_deadline", "finished_at", "next_run_at", "updated_at").WherePK().Exec(ctx); err != nil {
+				return err
+			}
+		}
+		return refreshBatchStatus(ctx, tx, batchID, now)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("retry failed items of batch %s: %w", batchID, err)
+	}
+	return out, nil
+}
+
+// CancelBatch stops every non-terminal item of the batch: pending steps become stale (the
+// sequence moves on) and nothing more is scheduled. What exists on the host is kept.
+func (s *Store) CancelBatch(ctx context.Context, batchID string) (int, error) {
+	var n int
+	err := s.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		now := s.now()
+		res, err := tx.NewUpdate().TableExpr("items").
+			Set("status = ?", ItemCancelled).Set("seq = seq + 1").Set("next_run_at = NULL").
+			Set("updated_at = ?", now).Set("finished_at = ?", now).
+			Where("batch_id = ?", batchID).Where("status NOT IN (?)", bun.In(TerminalItemStatuses)).Exec(ctx)
+		if err != nil {
+			return err
+		}
+		rows, _ := res.RowsAffected()
+		n = int(rows)
+		return refreshBatchStatus(ctx, tx, batchID, now)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("cancel batch %s: %w", batchID, err)
+	}
+	return n, nil
+}

@@ -1,0 +1,306 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
+	"github.com/cn-relay-manager/cn-relay-manager/jobs"
+)
+
+type itemRequest struct {
+	Name     string   `json:"name"`
+	BaseURL  string   `json:"base_url"`
+	APIKey   string   `json:"api_key"`
+	Provider string   `json:"provider"`
+	Models   []string `json:"models"`
+}
+
+type windowRequest struct {
+	DeadlineS float64   `json:"deadline_s"`
+	ScheduleS []float64 `json:"schedule_s"`
+}
+
+type batchRequest struct {
+	HostID       string         `json:"host_id"`
+	Name         string         `json:"name"`
+	Mode         string         `json:"mode"`
+	DryRun       bool           `json:"dry_run"`
+	Force        bool           `json:"force"`
+	Window       *windowRequest `json:"window"`
+	TopUpAmount  float64        `json:"topup_amount"`
+	ValidityDays int            `json:"validity_days"`
+	Items        []itemRequest  `json:"items"`
+}
+
+// batchView is a batch with its per-status item counts.
+type batchView struct {
+	*store.Batch
+	Counts map[string]int `json:"counts"`
+}
+
+func (s *Server) submitBatch(c *fiber.Ctx) error {
+	var req batchRequest
+	if err := decodeStrict(c, &req); err != nil {
+		return err
+	}
+	ctx := c.UserContext()
+	if req.HostID == "" {
+		return badField("host_id", "host_id is required")
+	}
+	h, err := s.Store.GetHost(ctx, req.HostID)
+	if errors.Is(err, store.ErrNotFound) {
+		return badField("host_id", "no host with this id is registered")
+	} else if err != nil {
+		return err
+	}
+	b, items, err := s.buildBatch(h, &req)
+	if err != nil {
+		return err
+	}
+	if err := s.Store.CreateBatch(ctx, b, items); err != nil {
+		return err
+	}
+	// The batch is committed; enqueue failures are repaired by the recovery sweep.
+	enqueued := 0
+	for _, it := range items {
+		if err := s.Queue.EnqueueStep(ctx, it.Step, it.ID, it.Seq, time.Now()); err != nil && !errors.Is(err, jobs.ErrExists) {
+			s.Log.Warn("enqueue import failed; the recovery sweep will retry", "batch_id", b.ID, "item_id", it.ID, "error", err)
+			continue
+		}
+		enqueued++
+	}
+	counts, err := s.Store.StatusCounts(ctx, b.ID)
+	if err != nil {
+		return err
+	}
+	return c.Status(fiber.StatusCreated).JSON(fiber.Map{"batch": batchView{b, counts}, "enqueued": enqueued})
+}
+
+func (s *Server) buildBatch(h *store.Host, req *batchRequest) (*store.Batch, []*store.Item, error) {
+	if req.Mode == "" {
+		req.Mode = "self_service"
+	}
+	switch req.Mode {
+	case "self_service", "subscription", "none":
+	default:
+		return nil, nil, badField("mode", "mode must be one of subscription, self_service, none")
+	}
+	if len(req.Items) == 0 {
+		return nil, nil, badField("items", "items must hold at least one item")
+	}
+	if len(req.Items) > MaxBatchItems {
+		return nil, nil, badField("items", fmt.Sprintf("a batch holds at most %d items", MaxBatchItems))
+	}
+	if len(req.Name) > 200 {
+		return nil, nil, badField("name", "name is at most 200 characters")
+	}
+	opts := store.BatchOptions{TopUpAmount: req.TopUpAmount, ValidityDays: req.ValidityDays}
+	if req.TopUpAmount < 0 {
+		return nil, nil, badField("topup_amount", "topup_amount must be positive")
+	}
+	if req.ValidityDays < 0 || req.ValidityDays > 36500 {
+		return nil, nil, badField("validity_days", "validity_days must be between 1 and 36500")
+	}
+	if w := req.Window; w != nil {
+		if w.DeadlineS < 0 || w.DeadlineS > 24*3600 {
+			return nil, nil, badField("window.deadline_s", "window.deadline_s must be between 1 and 86400 seconds")
+		}
+		for _, d := range w.ScheduleS {
+			if d < 1 || d > 3600 {
+				return nil, nil, badField("window.schedule_s", "every window.schedule_s delay must be between 1 and 3600 seconds")
+			}
+		}
+		opts.WindowDeadlineS, opts.WindowScheduleS = w.DeadlineS, w.ScheduleS
+	}
+	b := &store.Batch{HostID: h.ID, Name: strings.TrimSpace(req.Name), Mode: req.Mode, DryRun: req.DryRun, Force: req.Force, Options: opts}
+	items := make([]*store.Item, 0, len(req.Items))
+	seen := map[string]int{}
+	for i, in := range req.Items {
+		it, err := s.buildItem(i, in)
+		if err != nil {
+			return nil, nil, err
+		}
+		if j, dup := seen[it.KeyFingerprint]; dup && !req.Force {
+			return nil, nil, badField(fmt.Sprintf("items[%d].api_key", i), fmt.Sprintf("the same key is already item %d of this batch", j))
+		}
+		seen[it.KeyFingerprint] = i
+		items = append(items, it)
+	}
+	return b, items, nil
+}
+
+func (s *Server) buildItem(i int, in itemRequest) (*store.Item, error) {
+	field := func(f string) string { return fmt.Sprintf("items[%d].%s", i, f) }
+	key := strings.TrimSpace(in.APIKey)
+	switch {
+	case key == "":
+		return nil, badField(field("api_key"), "api_key is required")
+	case len(key) > 512 || strings.ContainsAny(key, " \t\r\n"):
+		return nil, badField(field("api_key"), "api_key must be one token of at most 512 characters")
+	}
+	norm, err := s.Catalog.NormalizeURL(in.BaseURL)
+	if err != nil {
+		return nil, badField(field("base_url"), err.Error())
+	}
+	if len(in.Name) > 200 {
+		return nil, badField(field("name"), "name is at most 200 characters")
+	}
+	if len(in.Models) > 100 {
+		return nil, badField(field("models"), "at most 100 models per item")
+	}
+	models := []string{}
+	for j, m := range in.Models {
+		if len(m) > 200 || strings.TrimSpace(m) == "" {
+			return nil, badField(fmt.Sprintf("items[%d].models[%d]", i, j), "model names are non-empty and at most 200 characters")
+		}
+		models = append(models, m)
+	}
+	if len(in.Provider) > 40 {
+		return nil, badField(field("provider"), "provider is at most 40 characters")
+	}
+	sealed, err := s.Box.Seal(key)
+	if err != nil {
+		return nil, err
+	}
+	name := strings.TrimSpace(in.Name)
+	if name == "" {
+		name = fmt.Sprintf("item-%d %s", i+1, norm.Host)
+	}
+	return &store.Item{Name: name, BaseURL: strings.TrimSpace(in.BaseURL), NormalizedURL: norm.BaseURL, ProviderHint: strings.TrimSpace(in.Provider),
+		APIKeyEnc: sealed, KeyMasked: secret.Mask(key), KeyFingerprint: s.Box.Fingerprint(key),
+		RequestedModels: models, Step: jobs.TypeImport}, nil
+}
+
+func (s *Server) listBatches(c *fiber.Ctx) error {
+	page, size, err := pageParams(c)
+	if err != nil {
+		return err
+	}
+	list, total, err := s.Store.ListBatches(c.UserContext(), store.BatchFilter{HostID: c.Query("host_id"), Status: c.Query("status"),
+		Limit: size, Offset: (page - 1) * size})
+	if err != nil {
+		return err
+	}
+	views := make([]batchView, 0, len(list))
+	for i := range list {
+		counts, err := s.Store.StatusCounts(c.UserContext(), list[i].ID)
+		if err != nil {
+			return err
+		}
+		views = append(views, batchView{&list[i], counts})
+	}
+	return c.JSON(fiber.Map{"items": views, "total": total, "page": page, "page_size": size})
+}
+
+func (s *Server) loadBatch(ctx context.Context, id string) (batchView, error) {
+	b, err := s.Store.GetBatch(ctx, id)
+	if err != nil {
+		return batchView{}, err
+	}
+	counts, err := s.Store.StatusCounts(ctx, id)
+	return batchView{b, counts}, err
+}
+
+func (s *Server) getBatch(c *fiber.Ctx) error {
+	v, err := s.loadBatch(c.UserContext(), c.Params("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(v)
+}
+
+func (s *Server) listItems(c *fiber.Ctx) error {
+	if _, err := s.Store.GetBatch(c.UserContext(), c.Params("id")); err != nil {
+		return err
+	}
+	page, size := c.QueryInt("page", 1), c.QueryInt("page_size", 1000)
+	if page < 1 || size < 1 || size > 1000 {
+		return badField("page_size", "page must be 1 or more and page_size between 1 and 1000")
+	}
+	items, total, err := s.Store.ListItems(c.UserContext(), c.Params("id"), size, (page-1)*size)
+	if err != nil {
+		return err
+	}
+	if items == nil {
+		items = []store.Item{}
+	}
+	return c.JSON(fiber.Map{"items": items, "total": total, "page": page, "page_size": size})
+}
+
+func (s *Server) getItem(c *fiber.Ctx) error {
+	it, err := s.Store.GetItem(c.UserContext(), c.Params("item"))
+	if err != nil {
+		return err
+	}
+	if it.BatchID != c.Params("id") {
+		return &APIError{Status: fiber.StatusNotFound, Code: "not_found", Message: "item not found in this batch"}
+	}
+	atts, err := s.Store.ListAttempts(c.UserContext(), it.ID)
+	if err != nil {
+		return err
+	}
+	if atts == nil {
+		atts = []store.Attempt{}
+	}
+	return c.JSON(fiber.Map{"item": it, "attempts": atts})
+}
+
+func (s *Server) retryBatch(c *fiber.Ctx) error {
+	ctx := c.UserContext()
+	if _, err := s.Store.GetBatch(ctx, c.Params("id")); err != nil {
+		return err
+	}
+	items, err := s.Store.RetryFailed(ctx, c.Params("id"), jobs.TypeImport)
+	if err != nil {
+		return err
+	}
+	for _, it := range items {
+		if err := s.Queue.EnqueueStep(ctx, it.Step, it.ID, it.Seq, time.Now()); err != nil && !errors.Is(err, jobs.ErrExists) {
+			s.Log.Warn("enqueue retry failed; the recovery sweep will retry", "item_id", it.ID, "error", err)
+		}
+	}
+	v, err := s.loadBatch(ctx, c.Params("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"batch": v, "retried": len(items)})
+}
+
+func (s *Server) cancelBatch(c *fiber.Ctx) error {
+	ctx := c.UserContext()
+	if _, err := s.Store.GetBatch(ctx, c.Params("id")); err != nil {
+		return err
+	}
+	n, err := s.Store.CancelBatch(ctx, c.Params("id"))
+	if err != nil {
+		return err
+	}
+	v, err := s.loadBatch(ctx, c.Params("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"batch": v, "cancelled": n})
+}
+
+func (s *Server) listResources(c *fiber.Ctx) error {
+	page, size, err := pageParams(c)
+	if err != nil {
+		return err
+	}
+	rows, total, err := s.Store.ListResources(c.UserContext(), store.ResourceFilter{HostID: c.Query("host_id"), BatchID: c.Query("batch_id"),
+		Type: c.Query("resource_type"), State: c.Query("state"), Limit: size, Offset: (page - 1) * size})
+	if err != nil {
+		return err
+	}
+	if rows == nil {
+		rows = []store.Resource{}
+	}
+	return c.JSON(fiber.Map{"items": rows, "total": total, "page": page, "page_size": size})
+}

@@ -1,0 +1,133 @@
+// Package api serves the REST API under /api/v1 with fiber: it validates input, writes
+// through the store and enqueues through jobs. It never calls a host or an upstream
+// itself except through the HostProber it is given.
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/cn-relay-manager/cn-relay-manager/internal/catalog"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
+	"github.com/cn-relay-manager/cn-relay-manager/jobs"
+)
+
+// Limits on input (issue: bad input gets a 4xx naming the field).
+const (
+	MaxBodyBytes  = 32 << 20
+	MaxBatchItems = 10000
+)
+
+// HostProber fills a host's version, profile and status by asking the host (read-only).
+type HostProber interface {
+	ProbeHost(ctx context.Context, h *store.Host) error
+}
+
+// Server holds the API's dependencies.
+type Server struct {
+	Store   *store.Store
+	Queue   *jobs.Queue
+	Box     *secret.Box
+	Catalog *catalog.Catalog
+	Prober  HostProber
+	Token   string
+	Log     *slog.Logger
+	// Ready reports extra readiness (queue reachable); nil = always ready.
+	Ready func(ctx context.Context) error
+}
+
+// APIError is the JSON error body: {"error":{"code","message","field"}}.
+type APIError struct {
+	Status  int    `json:"-"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
+}
+
+func (e *APIError) Error() string { return e.Message }
+
+func badField(field, msg string) *APIError {
+	return &APIError{Status: fiber.StatusBadRequest, Code: "invalid_field", Message: msg, Field: field}
+}
+
+// NewApp builds the fiber application with every route.
+func (s *Server) NewApp() *fiber.App {
+	app := fiber.New(fiber.Config{
+		BodyLimit:             MaxBodyBytes,
+		DisableStartupMessage: true,
+		ReadTimeout:           30 * time.Second,
+		ErrorHandler:          s.errorHandler,
+	})
+	s.Mount(app)
+	return app
+}
+
+// Mount registers the routes on app (health, then authenticated API).
+func (s *Server) Mount(app *fiber.App) {
+	app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
+	app.Get("/readyz", s.readyz)
+	v1 := app.Group("/api/v1", s.Auth)
+	v1.Post("/hosts", s.createHost)
+	v1.Get("/hosts", s.listHosts)
+	v1.Get("/hosts/:id", s.getHost)
+	v1.Post("/hosts/:id/probe", s.probeHost)
+	v1.Post("/batches", s.submitBatch)
+	v1.Get("/batches", s.listBatches)
+	v1.Get("/batches/:id", s.getBatch)
+	v1.Get("/batches/:id/items", s.listItems)
+	v1.Get("/batches/:id/items/:item", s.getItem)
+	v1.Post("/batches/:id/retry", s.retryBatch)
+	v1.Post("/batches/:id/cancel", s.cancelBatch)
+	v1.Get("/resources", s.listResources)
+}
+
+// Auth requires "Authorization: Bearer <token>".
+func (s *Server) Auth(c *fiber.Ctx) error {
+	h := c.Get(fiber.HeaderAuthorization)
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok || s.Token == "" || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), []byte(s.Token)) != 1 {
+		return &APIError{Status: fiber.StatusUnauthorized, Code: "unauthorized", Message: "a valid bearer token is required"}
+	}
+	return c.Next()
+}
+
+func (s *Server) readyz(c *fiber.Ctx) error {
+	ctx, cancel := context.WithTimeout(c.UserContext(), 3*time.Second)
+	defer cancel()
+	if err := s.Store.Ping(ctx); err != nil {
+		return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"status": "unavailable", "reason": "database"})
+	}
+	if s.Ready != nil {
+		if err := s.Ready(ctx); err != nil {
+			return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"status": "unavailable", "reason": "queue"})
+		}
+	}
+	return c.JSON(fiber.Map{"status": "ready"})
+}
+
+func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
+	var ae *APIError
+	var fe *fiber.Error
+	switch {
+	case errors.As(err, &ae):
+	case errors.Is(err, store.ErrNotFound):
+		ae = &APIError{Status: fiber.StatusNotFound, Code: "not_found", Message: err.Error()}
+	case errors.As(err, &fe):
+		code := "http_error"
+		if fe.Code == fiber.StatusRequestEntityTooLarge {
+			code = "body_too_large"
+		}
+		ae = &APIError{Status: fe.Code, Code: code, Message: fe.Message}
+	default:
+		s.Log.Error("request failed", "method", c.Method(), "path", c.Path(), "error", err)
+		ae = &APIError{Status: fiber.StatusInternalServerError, Code: "internal", Message: "internal error"}
+	}
+	return c.Status(ae.Status).JSON(fiber.Map{"error": ae})
+}

@@ -1,0 +1,115 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/cn-relay-manager/cn-relay-manager/internal/failure"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
+)
+
+// runAccountProbe confirms the account on the host inside the confirmation window. The
+// first failures of a fresh account (403 while the host warms up) are advisory: the step
+// is rescheduled, never slept on.
+func (e *Engine) runAccountProbe(ctx context.Context, sc *stepContext) result {
+	it := sc.item
+	accID, ok, err := e.ledgerID(ctx, sc, store.TypeAccount, objectName("a", it))
+	if err != nil {
+		return e.retryOrFail(sc, StepAccountProbe, store.ItemConfirming, err)
+	}
+	if !ok {
+		return result{outcome: store.OutcomeFailed, class: failure.Internal, status: store.ItemFailed,
+			message: "the ledger holds no account for this item"}
+	}
+	next, nextStatus := StepAccessClosure, store.ItemClosingAccess
+	if sc.batch.Mode == ModeNone {
+		next, nextStatus = "", e.readyStatus(it)
+	}
+
+	if !sc.profile.AccountTestTrustedChatOnly {
+		// 0.1.129 answers a fixed error for chat-only accounts without calling the
+		// upstream: confirm through the account's state and model list instead.
+		return e.confirmWithoutTest(ctx, sc, accID, next, nextStatus)
+	}
+	res, err := sc.client.TestAccount(ctx, accID, it.SmokeModel)
+	if err != nil {
+		return e.hostFailure(sc, StepAccountProbe, store.ItemConfirming, err)
+	}
+	if res.Success {
+		it.AccountStatus = "active"
+		return result{outcome: store.OutcomeOK, status: nextStatus, next: next,
+			message: fmt.Sprintf("account test passed (model %s)", res.Model)}
+	}
+	if isWarmupTestError(res.Error) {
+		return e.waitOrTimeout(sc, StepAccountProbe, store.ItemConfirming,
+			"account test answered a warm-up failure: "+truncate(res.Error, 200), failure.ConfirmationTimeout)
+	}
+	// A real failure: ask the upstream directly which side is at fault.
+	if uerr := e.Prober.Chat(ctx, it.NormalizedURL, sc.apiKey, it.Provider, it.SmokeModel); uerr != nil {
+		fe := classify(uerr)
+		return result{outcome: store.OutcomeFailed, class: fe.Class, status: store.ItemFailed,
+			message: "account test failed and the upstream confirms it: " + fe.Error()}
+	}
+	// The upstream answers directly, so the failed test may have marked a healthy account
+	// as errored: clear that once, record it, and let the end-user proof decide.
+	warn := "account test failed while the upstream answers directly: " + truncate(res.Error, 200)
+	if acc, gerr := sc.client.GetAccount(ctx, accID); gerr == nil && acc.Status == "error" && !hasWarning(it, "cleared account error") {
+		if _, cerr := sc.client.ClearAccountError(ctx, accID); cerr == nil {
+			if sc.profile.ClearErrorNeedsSchedulable {
+				_, _ = sc.client.SetSchedulable(ctx, accID, true)
+			}
+			warn += "; cleared account error once"
+		}
+	}
+	it.Warnings = append(it.Warnings, warn)
+	if sc.batch.Mode == ModeNone {
+		return result{outcome: store.OutcomeAdvisory, class: failure.HostCompatibilityGap, status: store.ItemFailed,
+			message: warn + "; no end-user proof in mode none"}
+	}
+	return result{outcome: store.OutcomeAdvisory, status: nextStatus, next: next, message: warn}
+}
+
+// confirmWithoutTest confirms an account from its state and model list.
+func (e *Engine) confirmWithoutTest(ctx context.Context, sc *stepContext, accID int64, next, nextStatus string) result {
+	acc, err := sc.client.GetAccount(ctx, accID)
+	if err != nil {
+		return e.hostFailure(sc, StepAccountProbe, store.ItemConfirming, err)
+	}
+	sc.item.AccountStatus = acc.Status
+	if acc.Status != "active" {
+		return e.waitOrTimeout(sc, StepAccountProbe, store.ItemConfirming,
+			fmt.Sprintf("account status is %q (%s)", acc.Status, truncate(acc.ErrorMessage, 160)), failure.ConfirmationTimeout)
+	}
+	msg := "account active; the host's account test cannot check chat-only upstreams on this version, so the end-user proof decides"
+	return result{outcome: store.OutcomeAdvisory, status: nextStatus, next: next, message: msg}
+}
+
+// isWarmupTestError recognises the answers a fresh account gives while the host is still
+// warming up (HTTP 403 from the host's own path).
+func isWarmupTestError(msg string) bool {
+	return strings.Contains(msg, "returned 403") || strings.Contains(msg, " 403:") || strings.Contains(strings.ToLower(msg), "warming up")
+}
+
+func (e *Engine) readyStatus(it *store.Item) string {
+	if len(it.Warnings) > 0 {
+		return store.ItemReadyWithWarnings
+	}
+	return store.ItemReady
+}
+
+func hasWarning(it *store.Item, sub string) bool {
+	for _, w := range it.Warnings {
+		if strings.Contains(w, sub) {
+			return true
+		}
+	}
+	return false
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,341 @@
+// Package pipeline decides what each step of an item does: it loads the item, calls the
+// upstream and the host, writes the ledger and the attempt, and returns a Decision (next
+// step, delay). It knows nothing about the queue that carries the decision out.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/cn-relay-manager/cn-relay-manager/internal/catalog"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/evidence"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/failure"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/host"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/upstream"
+)
+
+// Step names; they are also the queue task types.
+const (
+	StepImport        = "import"
+	StepAccountProbe  = "account-probe"
+	StepAccessClosure = "access-closure"
+)
+
+// Access modes (product §6).
+const (
+	ModeSubscription = "subscription"
+	ModeSelfService  = "self_service"
+	ModeNone         = "none"
+)
+
+// Decision is what the queue must do after a step: run Next for the item at sequence Seq
+// after Delay. An empty Next means nothing more to enqueue.
+type Decision struct {
+	ItemID string
+	Next   string
+	Seq    int
+	Delay  time.Duration
+}
+
+// Prober is the direct upstream prober the pipeline needs.
+type Prober interface {
+	Probe(ctx context.Context, t upstream.Target) (*upstream.Capability, error)
+	Chat(ctx context.Context, baseURL, apiKey, providerID, model string) error
+}
+
+// Settings are the process-wide defaults a batch may override.
+type Settings struct {
+	ManagedUserEmail string
+	TopUpAmount      float64
+	ValidityDays     int
+	WindowDeadline   time.Duration
+	WindowSchedule   []time.Duration
+	MaxRetries       int           // transient-error retries per step
+	RetryBase        time.Duration // first backoff delay
+}
+
+// Engine runs pipeline steps.
+type Engine struct {
+	Store    *store.Store
+	Box      *secret.Box
+	Catalog  *catalog.Catalog
+	Prober   Prober
+	Settings Settings
+	// NewHostClient builds a client for a registered host; nil uses host.New.
+	NewHostClient func(h *store.Host, cfg host.Config) HostClient
+	Now           func() time.Time
+
+	mu      sync.Mutex
+	clients map[string]HostClient
+	tokens  map[string]cachedToken
+}
+
+type cachedToken struct {
+	token   string
+	expires time.Time
+}
+
+func (e *Engine) now() time.Time {
+	if e.Now != nil {
+		return e.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+// stepContext is everything one step execution needs.
+type stepContext struct {
+	item    *store.Item
+	batch   *store.Batch
+	host    *store.Host
+	client  HostClient
+	profile host.Profile
+	apiKey  string
+}
+
+// result is what a step decided.
+type result struct {
+	outcome  string // attempt outcome
+	message  string
+	class    failure.Class
+	status   string // item status afterwards
+	next     string // next step; "" when terminal
+	delay    time.Duration
+	sameStep bool // the next run repeats this step (waiting/retry)
+}
+
+// Run executes step for the item at sequence seq and persists the outcome. A task for a
+// step the item has already moved past (duplicate delivery, stale schedule) does nothing.
+func (e *Engine) Run(ctx context.Context, step, itemID string, seq int) (Decision, error) {
+	it, err := e.Store.GetItem(ctx, itemID)
+	if errors.Is(err, store.ErrNotFound) {
+		return Decision{}, nil
+	}
+	if err != nil {
+		return Decision{}, err
+	}
+	if it.Seq != seq || it.Step != step || store.IsTerminal(it.Status) {
+		return Decision{}, nil
+	}
+	sc, err := e.load(ctx, it)
+	if err != nil {
+		return Decision{}, err
+	}
+	rec := &evidence.Recorder{}
+	started := e.now()
+	var res result
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				res = result{outcome: store.OutcomeFailed, class: failure.Internal, status: store.ItemFailed,
+					message: fmt.Sprintf("internal error in step %s: %v", step, p)}
+			}
+		}()
+		sctx := evidence.WithRecorder(ctx, rec)
+		switch step {
+		case StepImport:
+			res = e.runImport(sctx, sc)
+		case StepAccountProbe:
+			res = e.runAccountProbe(sctx, sc)
+		case StepAccessClosure:
+			res = e.runAccessClosure(sctx, sc)
+		default:
+			res = result{outcome: store.OutcomeFailed, class: failure.Internal, status: store.ItemFailed, message: "unknown step " + step}
+		}
+	}()
+	if ctx.Err() != nil && res.outcome != store.OutcomeOK {
+		// Shutting down mid-step: leave the item at this sequence; the queue or the
+		// recovery sweep runs the step again.
+		return Decision{}, fmt.Errorf("step %s for item %s interrupted: %w", step, itemID, ctx.Err())
+	}
+	return e.persist(ctx, sc, step, seq, started, res, rec)
+}
+
+func (e *Engine) persist(ctx context.Context, sc *stepContext, step string, seq int, started time.Time, res result, rec *evidence.Recorder) (Decision, error) {
+	it := sc.item
+	number := 1
+	if res.sameStep || it.Step == step {
+		number = it.StepAttempts + 1
+	}
+	att := &store.Attempt{Step: step, Seq: seq, Number: number, Outcome: res.outcome, Message: e.redact(sc, res.message),
+		FailureClass: string(res.class), Evidence: toExchanges(rec.Exchanges()), StartedAt: started, FinishedAt: e.now()}
+	it.Seq = seq + 1
+	it.Status = res.status
+	if res.next != "" {
+		if res.next == step && res.sameStep {
+			it.StepAttempts++
+		} else {
+			it.StepAttempts = 0
+		}
+		it.Step = res.next
+		at := e.now().Add(res.delay)
+		it.NextRunAt = &at
+	} else {
+		it.NextRunAt = nil
+	}
+	if res.class != "" && res.outcome == store.OutcomeFailed {
+		it.FailureClass = string(res.class)
+		it.FailureMessage = e.redact(sc, res.message)
+	}
+	if err := e.Store.CompleteStep(ctx, it, seq, att); err != nil {
+		if errors.Is(err, store.ErrStale) {
+			return Decision{}, nil
+		}
+		return Decision{}, err
+	}
+	if res.next == "" {
+		return Decision{}, nil
+	}
+	return Decision{ItemID: it.ID, Next: res.next, Seq: it.Seq, Delay: res.delay}, nil
+}
+
+func (e *Engine) redact(sc *stepContext, s string) string {
+	return evidence.Redact(s, sc.apiKey)
+}
+
+func toExchanges(ex []evidence.Exchange) []store.Exchange {
+	out := make([]store.Exchange, 0, len(ex))
+	for _, x := range ex {
+		out = append(out, store.Exchange{Target: x.Target, Method: x.Method, Path: x.Path, Status: x.Status,
+			LatencyMS: x.LatencyMS, Preview: x.Preview, Error: x.Error, At: x.At})
+	}
+	return out
+}
+
+func (e *Engine) load(ctx context.Context, it *store.Item) (*stepContext, error) {
+	b, err := e.Store.GetBatch(ctx, it.BatchID)
+	if err != nil {
+		return nil, fmt.Errorf("load batch of item %s: %w", it.ID, err)
+	}
+	h, err := e.Store.GetHost(ctx, it.HostID)
+	if err != nil {
+		return nil, fmt.Errorf("load host of item %s: %w", it.ID, err)
+	}
+	key, err := e.Box.Open(it.APIKeyEnc)
+	if err != nil {
+		return nil, fmt.Errorf("open key of item %s: %w", it.ID, err)
+	}
+	client, err := e.hostClient(h)
+	if err != nil {
+		return nil, err
+	}
+	prof, ok := host.ProfileByName(h.Profile)
+	if !ok {
+		prof, _ = host.ProfileByName("0.1.179")
+	}
+	return &stepContext{item: it, batch: b, host: h, client: client, profile: prof, apiKey: key}, nil
+}
+
+// HostConfig builds the client configuration of a registered host (secrets opened).
+func HostConfig(box *secret.Box, h *store.Host) (host.Config, error) {
+	cfg := host.Config{AdminURL: h.AdminURL, PublicURL: h.PublicURL, AdminEmail: h.AdminEmail}
+	var err error
+	if cfg.AdminAPIKey, err = box.Open(h.AdminKeyEnc); err != nil {
+		return cfg, fmt.Errorf("open admin key of host %s: %w", h.Name, err)
+	}
+	if cfg.AdminPassword, err = box.Open(h.AdminPasswordEnc); err != nil {
+		return cfg, fmt.Errorf("open admin password of host %s: %w", h.Name, err)
+	}
+	return cfg, nil
+}
+
+func (e *Engine) hostClient(h *store.Host) (HostClient, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if c, ok := e.clients[h.ID+h.UpdatedAt.String()]; ok {
+		return c, nil
+	}
+	cfg, err := HostConfig(e.Box, h)
+	if err != nil {
+		return nil, err
+	}
+	var c HostClient
+	if e.NewHostClient != nil {
+		c = e.NewHostClient(h, cfg)
+	} else {
+		c = host.New(cfg)
+	}
+	if e.clients == nil {
+		e.clients = map[string]HostClient{}
+	}
+	e.clients[h.ID+h.UpdatedAt.String()] = c
+	return c, nil
+}
+
+// window returns the batch's confirmation window settings.
+func (e *Engine) window(b *store.Batch) (time.Duration, []time.Duration) {
+	deadline := e.Settings.WindowDeadline
+	if b.Options.WindowDeadlineS > 0 {
+		deadline = time.Duration(b.Options.WindowDeadlineS * float64(time.Second))
+	}
+	sched := e.Settings.WindowSchedule
+	if len(b.Options.WindowScheduleS) > 0 {
+		sched = nil
+		for _, s := range b.Options.WindowScheduleS {
+			sched = append(sched, time.Duration(s*float64(time.Second)))
+		}
+	}
+	if len(sched) == 0 {
+		sched = []time.Duration{2 * time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second, 60 * time.Second}
+	}
+	return deadline, sched
+}
+
+// waitOrTimeout reschedules the step inside the confirmation window, or fails the item
+// with class when the window has closed.
+func (e *Engine) waitOrTimeout(sc *stepContext, step, status, why string, class failure.Class) result {
+	_, sched := e.window(sc.batch)
+	now := e.now()
+	if sc.item.WindowDeadline == nil || !now.Before(*sc.item.WindowDeadline) {
+		return result{outcome: store.OutcomeFailed, class: class, status: store.ItemFailed,
+			message: "confirmation window closed: " + why}
+	}
+	delay := sched[min(sc.item.StepAttempts, len(sched)-1)]
+	if left := sc.item.WindowDeadline.Sub(now); delay > left {
+		delay = left
+	}
+	if delay < time.Second {
+		delay = time.Second
+	}
+	return result{outcome: store.OutcomeWaiting, status: status, next: step, sameStep: true, delay: delay,
+		message: fmt.Sprintf("%s; next check in %s", why, delay.Round(time.Second))}
+}
+
+// retryOrFail retries a transient error with backoff, bounded, or fails the item.
+func (e *Engine) retryOrFail(sc *stepContext, step, status string, err error) result {
+	fe := classify(err)
+	maxRetries := e.Settings.MaxRetries
+	if maxRetries <= 0 {
+		maxRetries = 6
+	}
+	if fe.Retryable && sc.item.StepAttempts < maxRetries {
+		base := e.Settings.RetryBase
+		if base <= 0 {
+			base = time.Second
+		}
+		delay := base << min(sc.item.StepAttempts, 5)
+		if fe.RetryAfter > delay {
+			delay = fe.RetryAfter
+		}
+		return result{outcome: store.OutcomeRetry, class: fe.Class, status: status, next: step, sameStep: true, delay: delay,
+			message: fmt.Sprintf("%s (retry %d/%d in %s)", fe.Error(), sc.item.StepAttempts+1, maxRetries, delay)}
+	}
+	return result{outcome: store.OutcomeFailed, class: fe.Class, status: store.ItemFailed, message: fe.Error()}
+}
+
+// classify turns any error into a classified one; host errors are classified by the host
+// package at the edge where the answer arrived.
+func classify(err error) *failure.Error {
+	var fe *failure.Error
+	if errors.As(err, &fe) {
+		return fe
+	}
+	if _, ok := host.AsError(err); ok {
+		return host.Failure(err)
+	}
+	return &failure.Error{Class: failure.Internal, Message: err.Error(), Err: err}
+}

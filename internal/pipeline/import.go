@@ -1,0 +1,139 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/cn-relay-manager/cn-relay-manager/internal/failure"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/host"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/upstream"
+)
+
+// runImport normalises and probes the upstream directly, corrects model names, builds the
+// import plan and, unless the batch is a dry run, ensures the group and the account.
+func (e *Engine) runImport(ctx context.Context, sc *stepContext) result {
+	it := sc.item
+	norm, err := e.Catalog.NormalizeURL(it.BaseURL)
+	if err != nil {
+		return result{outcome: store.OutcomeFailed, class: failure.UpstreamIncompatible, status: store.ItemFailed,
+			message: fmt.Sprintf("base URL: %v", err)}
+	}
+	det := e.Catalog.Detect(norm.BaseURL, sc.apiKey, it.ProviderHint)
+	it.NormalizedURL, it.Provider = norm.BaseURL, det.ProviderID
+
+	if !sc.batch.Force {
+		prev, err := e.Store.FindImportedKey(ctx, it.HostID, it.KeyFingerprint, it.BatchID)
+		if err != nil {
+			return e.retryOrFail(sc, StepImport, store.ItemProbing, err)
+		}
+		if prev != nil {
+			it.DuplicateOf = prev.ID
+			return result{outcome: store.OutcomeOK, status: store.ItemSkipped,
+				message: fmt.Sprintf("key already imported on this host by item %s of batch %s; submit with force to import again", prev.ID, prev.BatchID)}
+		}
+	}
+
+	capab, err := e.Prober.Probe(ctx, upstream.Target{BaseURL: norm.BaseURL, APIKey: sc.apiKey, ProviderID: det.ProviderID, Models: it.RequestedModels})
+	if capab != nil {
+		e.recordCapability(it, capab)
+	}
+	if err != nil {
+		return e.retryOrFail(sc, StepImport, store.ItemProbing, err)
+	}
+	if len(it.Models) == 0 || it.SmokeModel == "" {
+		return result{outcome: store.OutcomeFailed, class: failure.ModelNotFound, status: store.ItemFailed,
+			message: "none of the requested models could be resolved against the upstream's model list"}
+	}
+
+	mapping := map[string]string{}
+	for _, m := range it.Models {
+		mapping[m] = m
+	}
+	spec := sc.profile.AccountSpec(it.Provider, norm.BaseURL, sc.apiKey, mapping)
+	subType := "standard"
+	if sc.batch.Mode == ModeSubscription {
+		subType = "subscription"
+	}
+	it.Plan = e.plan(sc, spec, subType)
+	if sc.batch.DryRun {
+		return result{outcome: store.OutcomeOK, status: store.ItemSkipped, message: "dry run: plan stored, nothing written to the host"}
+	}
+
+	groupID, err := e.ensureGroup(ctx, sc, spec.GroupPlatform, subType)
+	if err != nil {
+		return e.hostFailure(sc, StepImport, store.ItemImporting, err)
+	}
+	acc, err := e.ensureAccount(ctx, sc, groupID, spec)
+	if err != nil {
+		return e.hostFailure(sc, StepImport, store.ItemImporting, err)
+	}
+	it.AccountStatus = acc.Status
+	deadline, _ := e.window(sc.batch)
+	end := e.now().Add(deadline)
+	it.WindowDeadline = &end
+	return result{outcome: store.OutcomeOK, status: store.ItemConfirming, next: StepAccountProbe,
+		message: fmt.Sprintf("group %d and account %d ready on the host; confirming", groupID, acc.ID)}
+}
+
+func (e *Engine) recordCapability(it *store.Item, c *upstream.Capability) {
+	it.Capability = map[string]any{
+		"models_listed": c.ModelsListed, "models": c.Models, "chat": c.Chat, "chat_model": c.ChatModel,
+		"stream": c.Stream, "tools": c.Tools, "responses": c.Responses, "anthropic": c.Anthropic, "notes": c.Notes,
+	}
+	it.Corrections = it.Corrections[:0]
+	for _, cr := range c.Resolution.Corrections {
+		it.Corrections = append(it.Corrections, store.Correction{Requested: cr.Requested, Resolved: cr.Resolved, Method: cr.Method})
+	}
+	it.Models = append([]string{}, c.Resolution.Models...)
+	it.SmokeModel = c.Resolution.SmokeModel
+	it.Warnings = it.Warnings[:0]
+	for _, u := range c.Resolution.Unresolved {
+		it.Warnings = append(it.Warnings, fmt.Sprintf("model %q could not be resolved and was left out", u))
+	}
+}
+
+// plan describes every host write the item will make, secrets masked.
+func (e *Engine) plan(sc *stepContext, spec host.AccountSpec, subType string) map[string]any {
+	creds := map[string]any{}
+	for k, v := range spec.Credentials {
+		creds[k] = v
+	}
+	if _, ok := creds["api_key"]; ok {
+		creds["api_key"] = secret.Mask(sc.apiKey)
+	}
+	p := map[string]any{
+		"host_profile": sc.profile.Name,
+		"group": map[string]any{"name": objectName("g", sc.item), "platform": spec.GroupPlatform,
+			"subscription_type": subType, "rate_multiplier": 1},
+		"account": map[string]any{"name": objectName("a", sc.item), "platform": spec.Platform, "type": spec.Type,
+			"credentials": creds, "extra": spec.Extra, "upstream_path": spec.UpstreamPath},
+		"mode": sc.batch.Mode,
+	}
+	switch sc.batch.Mode {
+	case ModeSelfService:
+		p["user"] = map[string]any{"email": e.Settings.ManagedUserEmail}
+		p["balance"] = map[string]any{"top_up_to": e.topUp(sc.batch)}
+		p["key"] = map[string]any{"name": objectName("k", sc.item)}
+	case ModeSubscription:
+		p["user"] = map[string]any{"email": e.Settings.ManagedUserEmail}
+		p["subscription"] = map[string]any{"validity_days": e.validityDays(sc.batch)}
+		p["key"] = map[string]any{"name": objectName("k", sc.item)}
+	}
+	return p
+}
+
+// hostFailure handles an error from a host write: a compliance lock pauses the item
+// (it waits for the operator instead of failing), everything else is retried or failed.
+func (e *Engine) hostFailure(sc *stepContext, step, status string, err error) result {
+	if host.IsComplianceLocked(err) {
+		v := host.ComplianceVersion(err)
+		return result{outcome: store.OutcomeWaiting, status: status, next: step, sameStep: true, delay: e.lockDelay(),
+			message: fmt.Sprintf("compliance acknowledgement required (version %s): an administrator must accept it on the host; the item resumes afterwards", v)}
+	}
+	return e.retryOrFail(sc, step, status, err)
+}
+
+func (e *Engine) lockDelay() time.Duration { return time.Minute }

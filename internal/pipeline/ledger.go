@@ -1,0 +1,167 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/cn-relay-manager/cn-relay-manager/internal/host"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
+)
+
+// ProvenancePrefix starts the name of every object this system creates on a host, so
+// reconcile and rollback can recognise them even without the local database.
+const ProvenancePrefix = "crm-"
+
+func short(id string) string {
+	if len(id) > 8 {
+		return id[len(id)-8:]
+	}
+	return id
+}
+
+// objectName is the deterministic provenance name of an item's host object.
+func objectName(kind string, it *store.Item) string {
+	return fmt.Sprintf("%s%s-%s-%d-%s", ProvenancePrefix, kind, short(it.BatchID), it.Idx, short(it.ID))
+}
+
+// provenance is the free-text tag written in descriptions and notes.
+func provenance(it *store.Item) string {
+	return fmt.Sprintf("cn-relay-manager batch=%s item=%s", it.BatchID, it.ID)
+}
+
+// idempotencyKey derives the Idempotency-Key of a host write from (batch, item, step).
+func idempotencyKey(it *store.Item, step string) string {
+	return fmt.Sprintf("crm-%s-%s-%s", it.BatchID, it.ID, step)
+}
+
+func hostID(r *store.Resource) (int64, bool) {
+	if r == nil || r.HostResourceID == nil {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(*r.HostResourceID, 10, 64)
+	return n, err == nil
+}
+
+func idString(id int64) string { return strconv.FormatInt(id, 10) }
+
+// intent writes the ledger row before a host create (or returns the existing one).
+func (e *Engine) intent(ctx context.Context, sc *stepContext, typ, name, idem string) (*store.Resource, error) {
+	return e.Store.EnsureIntent(ctx, &store.Resource{HostID: sc.host.ID, BatchID: sc.batch.ID, ItemID: sc.item.ID,
+		Type: typ, Name: name, IdempotencyKey: idem})
+}
+
+// ensureGroup finds or creates the item's group. A ledger row without a host ID means an
+// earlier attempt may have created the group and crashed before recording it: the group
+// is looked up by its provenance name first, never created twice.
+func (e *Engine) ensureGroup(ctx context.Context, sc *stepContext, platform, subscriptionType string) (int64, error) {
+	name := objectName("g", sc.item)
+	r, err := e.intent(ctx, sc, store.TypeGroup, name, "")
+	if err != nil {
+		return 0, err
+	}
+	if id, ok := hostID(r); ok {
+		return id, nil
+	}
+	g, err := sc.client.FindGroupByName(ctx, name)
+	if err != nil {
+		return 0, fmt.Errorf("find group %s: %w", name, err)
+	}
+	state := store.ResourceAdopted
+	if g == nil {
+		g, err = sc.client.CreateGroup(ctx, host.CreateGroupRequest{Name: name, Description: provenance(sc.item),
+			Platform: platform, SubscriptionType: subscriptionType, RateMultiplier: 1})
+		if host.IsCode(err, "GROUP_EXISTS") {
+			g, err = sc.client.FindGroupByName(ctx, name)
+		} else {
+			state = store.ResourceCreated
+		}
+		if err != nil {
+			return 0, fmt.Errorf("create group %s: %w", name, err)
+		}
+		if g == nil {
+			return 0, fmt.Errorf("group %s exists on the host but cannot be found by name", name)
+		}
+	}
+	r.Details = map[string]any{"platform": g.Platform, "subscription_type": g.SubscriptionType}
+	if err := e.Store.MarkCreated(ctx, r, idString(g.ID), state); err != nil {
+		return 0, err
+	}
+	return g.ID, nil
+}
+
+// ensureAccount finds or creates the item's account bound to groupID.
+func (e *Engine) ensureAccount(ctx context.Context, sc *stepContext, groupID int64, spec host.AccountSpec) (*host.Account, error) {
+	name := objectName("a", sc.item)
+	idem := idempotencyKey(sc.item, "account")
+	r, err := e.intent(ctx, sc, store.TypeAccount, name, idem)
+	if err != nil {
+		return nil, err
+	}
+	if id, ok := hostID(r); ok {
+		return sc.client.GetAccount(ctx, id)
+	}
+	acc, err := e.findAccount(ctx, sc, name)
+	if err != nil {
+		return nil, err
+	}
+	state := store.ResourceAdopted
+	if acc == nil {
+		acc, err = sc.client.CreateAccount(ctx, spec.CreateRequest(name, provenance(sc.item), []int64{groupID}, 5, 1), idem)
+		if err != nil {
+			return nil, fmt.Errorf("create account %s: %w", name, err)
+		}
+		state = store.ResourceCreated
+	} else if !containsID(acc.GroupIDs, groupID) {
+		// An earlier create failed half-way (0.1.129/0.1.179 create the account even when
+		// the group binding fails): bind the account we already own instead of making a
+		// second one.
+		ids := append(append([]int64{}, acc.GroupIDs...), groupID)
+		if acc, err = sc.client.UpdateAccount(ctx, acc.ID, host.UpdateAccountRequest{GroupIDs: &ids}); err != nil {
+			return nil, fmt.Errorf("bind account %s to group: %w", name, err)
+		}
+	}
+	r.ParentID = idString(groupID)
+	r.Details = map[string]any{"platform": acc.Platform, "group_id": groupID}
+	if err := e.Store.MarkCreated(ctx, r, idString(acc.ID), state); err != nil {
+		return nil, err
+	}
+	return acc, nil
+}
+
+func (e *Engine) findAccount(ctx context.Context, sc *stepContext, name string) (*host.Account, error) {
+	list, err := sc.client.ListAccounts(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("find account %s: %w", name, err)
+	}
+	for i := range list {
+		if list[i].Name == name {
+			return &list[i], nil
+		}
+	}
+	return nil, nil
+}
+
+func containsID(ids []int64, id int64) bool {
+	for _, x := range ids {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+
+// ledgerID returns the host ID of the item's recorded object of type typ.
+func (e *Engine) ledgerID(ctx context.Context, sc *stepContext, typ, name string) (int64, bool, error) {
+	rows, _, err := e.Store.ListResources(ctx, store.ResourceFilter{HostID: sc.host.ID, Type: typ, ItemID: sc.item.ID})
+	if err != nil {
+		return 0, false, err
+	}
+	for i := range rows {
+		if rows[i].Name == name {
+			id, ok := hostID(&rows[i])
+			return id, ok, nil
+		}
+	}
+	return 0, false, nil
+}

@@ -1,0 +1,56 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/cn-relay-manager/cn-relay-manager/internal/pipeline"
+)
+
+// StepRunner runs one pipeline step; *pipeline.Engine satisfies it.
+type StepRunner interface {
+	Run(ctx context.Context, step, itemID string, seq int) (pipeline.Decision, error)
+}
+
+// Handlers connects asynq tasks to the pipeline.
+type Handlers struct {
+	Runner StepRunner
+	Queue  *Queue
+	Log    *slog.Logger
+}
+
+// Mux returns the asynq handler for every task type this process serves.
+func (h *Handlers) Mux() *asynq.ServeMux {
+	mux := asynq.NewServeMux()
+	for _, step := range []string{TypeImport, TypeAccountProbe, TypeAccessClosure} {
+		mux.HandleFunc(step, h.handleStep)
+	}
+	return mux
+}
+
+func (h *Handlers) handleStep(ctx context.Context, t *asynq.Task) error {
+	var p StepPayload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.ItemID == "" {
+		return fmt.Errorf("bad %s payload: %w", t.Type(), asynq.SkipRetry)
+	}
+	dec, err := h.Runner.Run(ctx, t.Type(), p.ItemID, p.Seq)
+	if err != nil {
+		h.Log.Warn("step failed; asynq will retry", "step", t.Type(), "item_id", p.ItemID, "seq", p.Seq, "error", err)
+		return err
+	}
+	if dec.Next == "" {
+		return nil
+	}
+	// The decision is already in the database; if this enqueue is lost the recovery sweep
+	// re-creates the task from the item's next_run_at.
+	if err := h.Queue.EnqueueStep(ctx, dec.Next, dec.ItemID, dec.Seq, time.Now().Add(dec.Delay)); err != nil && !errors.Is(err, ErrExists) {
+		h.Log.Warn("enqueue next step failed; the recovery sweep will retry", "step", dec.Next, "item_id", dec.ItemID, "error", err)
+	}
+	return nil
+}

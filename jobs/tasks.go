@@ -1,0 +1,98 @@
+// Package jobs defines the asynq task types, their payloads (IDs only, never secrets or
+// state), deterministic task IDs, the handlers that run pipeline steps, the recovery
+// sweep and the periodic scheduler entries.
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hibiken/asynq"
+)
+
+// Task types. The three item steps share their names with pipeline steps.
+const (
+	TypeImport        = "import"
+	TypeAccountProbe  = "account-probe"
+	TypeAccessClosure = "access-closure"
+	TypeReconcile     = "reconcile"
+	TypeRollback      = "rollback"
+)
+
+// QueueName is the single queue used; ordering between items is not needed.
+const QueueName = "default"
+
+// StepPayload identifies one execution of one item step.
+type StepPayload struct {
+	ItemID string `json:"item_id"`
+	Seq    int    `json:"seq"`
+}
+
+// BatchPayload identifies a batch-level task (rollback) or a host-level one (reconcile).
+type BatchPayload struct {
+	HostID  string `json:"host_id,omitempty"`
+	BatchID string `json:"batch_id,omitempty"`
+	RunID   string `json:"run_id,omitempty"`
+}
+
+// StepTaskID derives the task ID from (step, item, sequence): enqueuing the same step
+// twice collapses into one task instead of running twice.
+func StepTaskID(step, itemID string, seq int) string {
+	return fmt.Sprintf("%s:%s:%d", step, itemID, seq)
+}
+
+// Enqueuer is the part of the asynq client the queue needs.
+type Enqueuer interface {
+	EnqueueContext(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
+}
+
+// Queue puts pipeline work on asynq.
+type Queue struct {
+	Client    Enqueuer
+	Inspector *asynq.Inspector // optional: lets the sweep free IDs held by archived tasks
+}
+
+// ErrExists is returned (wrapped) when a task with the same ID is already queued.
+var ErrExists = errors.New("task already queued")
+
+// EnqueueStep schedules step for the item at seq to run at (or right away when at is in
+// the past). A task that is already queued with the same ID is not an error.
+func (q *Queue) EnqueueStep(ctx context.Context, step, itemID string, seq int, at time.Time) error {
+	payload, err := json.Marshal(StepPayload{ItemID: itemID, Seq: seq})
+	if err != nil {
+		return err
+	}
+	opts := []asynq.Option{asynq.TaskID(StepTaskID(step, itemID, seq)), asynq.Queue(QueueName),
+		asynq.MaxRetry(8), asynq.Timeout(5 * time.Minute)}
+	if d := time.Until(at); d > 0 {
+		opts = append(opts, asynq.ProcessAt(at))
+	}
+	_, err = q.Client.EnqueueContext(ctx, asynq.NewTask(step, payload), opts...)
+	if errors.Is(err, asynq.ErrTaskIDConflict) || errors.Is(err, asynq.ErrDuplicateTask) {
+		return fmt.Errorf("%s: %w", StepTaskID(step, itemID, seq), ErrExists)
+	}
+	if err != nil {
+		return fmt.Errorf("enqueue %s for item %s: %w", step, itemID, err)
+	}
+	return nil
+}
+
+// EnqueueBatchTask enqueues a reconcile or rollback task with an explicit task ID.
+func (q *Queue) EnqueueBatchTask(ctx context.Context, typ, taskID string, p BatchPayload) error {
+	payload, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	_, err = q.Client.EnqueueContext(ctx, asynq.NewTask(typ, payload), asynq.TaskID(taskID),
+		asynq.Queue(QueueName), asynq.MaxRetry(3), asynq.Timeout(10*time.Minute))
+	if errors.Is(err, asynq.ErrTaskIDConflict) || errors.Is(err, asynq.ErrDuplicateTask) {
+		return fmt.Errorf("%s: %w", taskID, ErrExists)
+	}
+	if err != nil {
+		return fmt.Errorf("enqueue %s: %w", typ, err)
+	}
+	return nil
+}
