@@ -1,0 +1,130 @@
+// Command api serves the REST API and asynqmon. With no Redis configured it runs
+// all-in-one (embedded queue, worker and scheduler in process). "api demo" runs the
+// product's main job against the built-in simulators.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
+	"github.com/hibiken/asynqmon"
+
+	"github.com/cn-relay-manager/cn-relay-manager/internal/app"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/config"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/demo"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == "demo" {
+		err = runDemo(ctx, os.Args[2:])
+	} else {
+		err = serve(ctx, os.Args[1:])
+	}
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(1)
+	}
+}
+
+func logger() *slog.Logger {
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+func runDemo(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	exit := fs.Bool("exit", false, "exit after printing the summary")
+	asJSON := fs.Bool("json", false, "print the summary as JSON")
+	profile := fs.String("host-profile", "0.1.179", "simulated host profile: 0.1.129, 0.1.179, fork-0.1.321")
+	mode := fs.String("mode", "self_service", "access mode: self_service, subscription, none")
+	listen := fs.String("listen", envOr("CRM_LISTEN_ADDR", "127.0.0.1:8080"), "API listen address")
+	verbose := fs.Bool("v", false, "show the process log")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	o := demo.Options{HostProfile: *profile, Mode: *mode, Exit: *exit, JSON: *asJSON, ListenAddr: *listen}
+	if *verbose {
+		o.Log = logger()
+	}
+	sum, err := demo.Run(ctx, o)
+	if err != nil {
+		return err
+	}
+	_ = sum
+	return nil
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func serve(ctx context.Context, args []string) error {
+	cfg, _, err := config.Load("api", args, os.Getenv)
+	if err != nil {
+		return err
+	}
+	log := logger()
+	token := cfg.APIToken
+	if token == "" {
+		if !cfg.Embedded() {
+			return errors.New("CRM_API_TOKEN: required when the api runs against a shared Redis")
+		}
+		token = secret.RandomToken(24)
+		// Printed once, to the terminal only, never into the structured log.
+		fmt.Fprintf(os.Stderr, "CRM_API_TOKEN was not set; generated one for this run: %s\n", token)
+	}
+	a, err := app.New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+
+	var workerDone chan error
+	wctx, stopWorker := context.WithCancel(context.Background())
+	defer stopWorker()
+	if cfg.Embedded() {
+		log.Info("all-in-one mode: worker, recovery sweep and scheduler run in this process")
+		workerDone = make(chan error, 1)
+		go func() { workerDone <- a.RunWorker(wctx) }()
+	}
+
+	srv := a.APIServer(token)
+	web := srv.NewApp()
+	mon := asynqmon.New(asynqmon.Options{RootPath: "/monitoring", RedisConnOpt: a.Conn, ReadOnly: false})
+	defer mon.Close()
+	h := adaptor.HTTPHandler(mon)
+	web.All("/monitoring", srv.Auth, h)
+	web.All("/monitoring/*", srv.Auth, h)
+	web.Use(func(c *fiber.Ctx) error { return fiber.ErrNotFound })
+
+	errc := make(chan error, 1)
+	go func() { errc <- web.Listen(cfg.ListenAddr) }()
+	log.Info("api listening", "addr", cfg.ListenAddr, "embedded_queue", cfg.Embedded())
+	select {
+	case err := <-errc:
+		return fmt.Errorf("CRM_LISTEN_ADDR %s: %w", cfg.ListenAddr, err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: intake stopped, letting in-flight steps finish")
+	_ = web.ShutdownWithTimeout(10 * time.Second)
+	if workerDone != nil {
+		stopWorker()
+		<-workerDone
+	}
+	return nil
+}

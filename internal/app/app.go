@@ -1,0 +1,185 @@
+// Package app assembles a process from configuration: store, sealed-secret box, queue
+// connection (real Redis or the embedded one), pipeline engine, worker and API server.
+// cmd/api, cmd/worker, the demo and the end-to-end tests all build on it, so every mode
+// runs the same wiring.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/cn-relay-manager/cn-relay-manager/internal/api"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/catalog"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/config"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/pipeline"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/upstream"
+	"github.com/cn-relay-manager/cn-relay-manager/jobs"
+)
+
+// App is one assembled process.
+type App struct {
+	Cfg       config.Config
+	Log       *slog.Logger
+	Store     *store.Store
+	Box       *secret.Box
+	Catalog   *catalog.Catalog
+	Conn      asynq.RedisConnOpt
+	Client    *asynq.Client
+	Inspector *asynq.Inspector
+	Queue     *jobs.Queue
+	Engine    *pipeline.Engine
+
+	mini     *miniredis.Miniredis
+	stopTick chan struct{}
+}
+
+// New opens the database (migrating it), the secret box and the queue connection.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error) {
+	a := &App{Cfg: cfg, Log: log, Catalog: catalog.Default()}
+	key, created, err := secret.LoadOrCreateMasterKey(cfg.MasterKey, cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("CRM_MASTER_KEY: %w", err)
+	}
+	if created {
+		log.Warn("CRM_MASTER_KEY is not set: generated a master key file in the data directory; every process sharing this database needs the same key", "dir", cfg.DataDir)
+	}
+	if a.Box, err = secret.NewBox(key); err != nil {
+		return nil, fmt.Errorf("CRM_MASTER_KEY: %w", err)
+	}
+	if a.Store, err = store.Open(ctx, cfg.DatabaseURL); err != nil {
+		return nil, err
+	}
+	if err := a.Store.Migrate(ctx); err != nil {
+		a.Store.Close()
+		return nil, err
+	}
+	if cfg.Embedded() {
+		a.startEmbeddedRedis()
+		log.Warn("CRM_REDIS_ADDR is empty: running all-in-one with an in-memory queue; it is lost on exit and the recovery sweep rebuilds it from the database on the next start")
+	} else {
+		a.Conn = asynq.RedisClientOpt{Addr: cfg.RedisAddr, DB: cfg.RedisDB}
+	}
+	a.Client = asynq.NewClient(a.Conn)
+	a.Inspector = asynq.NewInspector(a.Conn)
+	a.Queue = &jobs.Queue{Client: a.Client, Inspector: a.Inspector}
+	a.Engine = &pipeline.Engine{
+		Store: a.Store, Box: a.Box, Catalog: a.Catalog,
+		Prober: upstream.NewProber(upstream.Options{Catalog: a.Catalog}),
+		Settings: pipeline.Settings{
+			ManagedUserEmail: cfg.ManagedUserEmail, TopUpAmount: cfg.TopUpAmount, ValidityDays: cfg.ValidityDays,
+			WindowDeadline: cfg.WindowDeadline, WindowSchedule: cfg.WindowSchedule,
+		},
+	}
+	return a, nil
+}
+
+// embeddedConn connects asynq to the in-process miniredis through net.Pipe: no port to
+// collide with, nothing reachable from outside.
+type embeddedConn struct{ m *miniredis.Miniredis }
+
+func (e embeddedConn) MakeRedisClient() interface{} {
+	return redis.NewClient(&redis.Options{Addr: "embedded-miniredis", PoolSize: 64,
+		Dialer: func(ctx context.Context, _, _ string) (net.Conn, error) { return e.m.Dial() }})
+}
+
+func (a *App) startEmbeddedRedis() {
+	a.mini = miniredis.NewMiniRedis()
+	a.Conn = embeddedConn{a.mini}
+	a.stopTick = make(chan struct{})
+	// miniredis TTLs only move when told to; asynq's locks and leases need them to.
+	go func(m *miniredis.Miniredis, stop chan struct{}) {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				m.FastForward(time.Second)
+			}
+		}
+	}(a.mini, a.stopTick)
+}
+
+// PingQueue checks the queue's Redis.
+func (a *App) PingQueue(ctx context.Context) error {
+	c, ok := a.Conn.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return errors.New("unexpected redis client type")
+	}
+	defer c.Close()
+	return c.Ping(ctx).Err()
+}
+
+// APIServer returns the REST API bound to this process's store and queue.
+func (a *App) APIServer(token string) *api.Server {
+	return &api.Server{Store: a.Store, Queue: a.Queue, Box: a.Box, Catalog: a.Catalog, Prober: a.Engine,
+		Token: token, Log: a.Log, Ready: a.PingQueue}
+}
+
+// RunWorker serves the queue and runs the recovery sweep until ctx ends, then shuts down
+// gracefully: in-flight steps get the shutdown timeout to finish, the rest stays queued
+// (or is rebuilt by the next sweep).
+func (a *App) RunWorker(ctx context.Context) error {
+	srv := asynq.NewServer(a.Conn, asynq.Config{
+		Concurrency:              a.Cfg.WorkerConcurrency,
+		Queues:                   map[string]int{jobs.QueueName: 1},
+		DelayedTaskCheckInterval: time.Second,
+		TaskCheckInterval:        200 * time.Millisecond,
+		ShutdownTimeout:          20 * time.Second,
+		RetryDelayFunc:           func(n int, _ error, _ *asynq.Task) time.Duration { return time.Duration(min(n+1, 30)) * time.Second },
+		Logger:                   slogAdapter{a.Log},
+		LogLevel:                 asynq.WarnLevel,
+	})
+	h := &jobs.Handlers{Runner: a.Engine, Queue: a.Queue, Log: a.Log}
+	if err := srv.Start(h.Mux()); err != nil {
+		return fmt.Errorf("start worker: %w", err)
+	}
+	sweeper := &jobs.Sweeper{Store: a.Store, Queue: a.Queue, Log: a.Log, Lookahead: a.Cfg.SweepInterval}
+	sweepCtx, stopSweep := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); sweeper.Run(sweepCtx, a.Cfg.SweepInterval) }()
+	<-ctx.Done()
+	stopSweep()
+	<-done
+	srv.Shutdown()
+	return nil
+}
+
+// Close releases everything New opened.
+func (a *App) Close() {
+	if a.Client != nil {
+		a.Client.Close()
+	}
+	if a.Inspector != nil {
+		a.Inspector.Close()
+	}
+	if a.stopTick != nil {
+		close(a.stopTick)
+	}
+	if a.mini != nil {
+		a.mini.Close()
+	}
+	if a.Store != nil {
+		a.Store.Close()
+	}
+}
+
+// slogAdapter routes asynq's logs into slog.
+type slogAdapter struct{ l *slog.Logger }
+
+func (s slogAdapter) Debug(args ...interface{}) { s.l.Debug(fmt.Sprint(args...), "component", "asynq") }
+func (s slogAdapter) Info(args ...interface{})  { s.l.Info(fmt.Sprint(args...), "component", "asynq") }
+func (s slogAdapter) Warn(args ...interface{})  { s.l.Warn(fmt.Sprint(args...), "component", "asynq") }
+func (s slogAdapter) Error(args ...interface{}) { s.l.Error(fmt.Sprint(args...), "component", "asynq") }
+func (s slogAdapter) Fatal(args ...interface{}) { s.l.Error(fmt.Sprint(args...), "component", "asynq", "fatal", true) }

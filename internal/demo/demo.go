@@ -1,0 +1,365 @@
+// Package demo runs the product's main job on embedded defaults: simulated providers and a
+// simulated sub2api host on loopback, the all-in-one process (embedded queue, SQLite,
+// worker, API), and a realistic batch submitted over the real HTTP API.
+package demo
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/cn-relay-manager/cn-relay-manager/internal/app"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/config"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/sim/hostsim"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/sim/upstreamsim"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
+)
+
+// Options control a demo run.
+type Options struct {
+	HostProfile string // simulated host profile (default 0.1.179)
+	Mode        string // access mode (default self_service)
+	Exit        bool   // exit after printing instead of serving until ctx ends
+	JSON        bool   // print the summary as JSON
+	ListenAddr  string // API address; a busy address falls back to a free port
+	DataDir     string // where the fresh SQLite file goes (default a new temp dir)
+	Out         io.Writer
+	Progress    io.Writer // progress lines (default stderr)
+	Log         *slog.Logger
+}
+
+// ItemSummary is one line of the result.
+type ItemSummary struct {
+	Name         string             `json:"name"`
+	Status       string             `json:"status"`
+	FailureClass string             `json:"failure_class"`
+	Attempts     int                `json:"attempts"`
+	Provider     string             `json:"provider"`
+	BaseURL      string             `json:"normalized_url"`
+	SmokeModel   string             `json:"smoke_model,omitempty"`
+	Capability   map[string]any     `json:"capability,omitempty"`
+	Corrections  []store.Correction `json:"corrections"`
+	Warnings     []string           `json:"warnings,omitempty"`
+	Message      string             `json:"message,omitempty"`
+}
+
+// Summary is what the demo prints.
+type Summary struct {
+	BatchID     string         `json:"batch_id"`
+	Status      string         `json:"status"`
+	HostProfile string         `json:"host_profile"`
+	Mode        string         `json:"mode"`
+	WallSeconds float64        `json:"wall_s"`
+	Items       []ItemSummary  `json:"items"`
+	HostObjects hostsim.Counts `json:"host_objects"`
+}
+
+// demoItem is one input of the demo batch with what the simulators should do with it.
+type demoItem struct {
+	Name, Provider, Key, URLSuffix string
+	Models                         []string
+	Mode                           upstreamsim.KeyMode
+	Host                           hostsim.Behavior
+	Expect, ExpectClass            string
+}
+
+func demoItems() []demoItem {
+	return []demoItem{
+		{Name: "deepseek good key", Provider: "deepseek", Key: "sk-demo-deepseek-good-0001aaaa", Models: []string{"deepseek-flash"}, Mode: upstreamsim.KeyMode("ok"), Expect: store.ItemReady},
+		{Name: "kimi first account test 403", Provider: "kimi", Key: "sk-demo-kimi-test403-0002bbbb", Models: []string{"kimi-k2.6"}, Mode: "ok",
+			Host: hostsim.Behavior{TestWarmups: 1}, Expect: store.ItemReady},
+		{Name: "glm warm-up 503", Provider: "glm", Key: "demo-glm-warm503.0003cccc", Models: []string{"glm-5.1"}, Mode: "ok",
+			Host: hostsim.Behavior{ChatWarmup: 4 * time.Second}, Expect: store.ItemReady},
+		{Name: "deepseek invalid key", Provider: "deepseek", Key: "sk-demo-deepseek-invalid-0004dddd", Models: []string{"deepseek-flash"}, Mode: "",
+			Expect: store.ItemFailed, ExpectClass: "invalid_key"},
+		{Name: "kimi misspelled models", Provider: "kimi", Key: "sk-demo-kimi-typos-0005eeee", Models: []string{"kimi-k2-6", "Kimi-K3 "}, Mode: "ok", Expect: store.ItemReady},
+		{Name: "deepseek no quota", Provider: "deepseek", Key: "sk-demo-deepseek-broke-0006ffff", Models: []string{"deepseek-flash"}, Mode: "no_quota",
+			Expect: store.ItemFailed, ExpectClass: "no_quota"},
+		{Name: "qwen pasted endpoint URL", Provider: "qwen", Key: "sk-demo-qwen-pasted-0007gggg", URLSuffix: "/chat/completions", Models: []string{"qwen3.6-plus"}, Mode: "ok", Expect: store.ItemReady},
+		{Name: "unknown relay", Provider: "openai_compatible", Key: "sk-demo-relay-0008hhhh", Mode: "ok", Expect: store.ItemReady},
+	}
+}
+
+// Expected returns the outcome each demo item should reach, by name (for tests).
+func Expected() map[string][2]string {
+	out := map[string][2]string{}
+	for _, d := range demoItems() {
+		out[d.Name] = [2]string{d.Expect, d.ExpectClass}
+	}
+	return out
+}
+
+// Run executes the demo and returns its summary.
+func Run(ctx context.Context, o Options) (*Summary, error) {
+	if o.HostProfile == "" {
+		o.HostProfile = hostsim.Profile179
+	}
+	if o.Mode == "" {
+		o.Mode = "self_service"
+	}
+	if o.Out == nil {
+		o.Out = os.Stdout
+	}
+	if o.Progress == nil {
+		o.Progress = os.Stderr
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.DataDir == "" {
+		dir, err := os.MkdirTemp("", "crm-demo-")
+		if err != nil {
+			return nil, err
+		}
+		o.DataDir = dir
+		if o.Exit {
+			defer os.RemoveAll(dir)
+		}
+	}
+	items := demoItems()
+
+	up, err := upstreamsim.Start(upstreamsim.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("start simulated providers: %w", err)
+	}
+	defer up.Close()
+	behaviour := map[string]hostsim.Behavior{}
+	for _, d := range items {
+		if d.Mode != "" {
+			up.AddKey(d.Key, d.Mode)
+		}
+		behaviour[d.Key] = d.Host
+	}
+	adminKey := "admin-" + secret.RandomToken(32)
+	hs, err := hostsim.Start(hostsim.Options{Profile: o.HostProfile, AdminAPIKey: adminKey,
+		Behavior: func(a hostsim.AccountView) hostsim.Behavior { return behaviour[a.APIKey] }})
+	if err != nil {
+		return nil, fmt.Errorf("start simulated host: %w", err)
+	}
+	defer hs.Close()
+
+	token := secret.RandomToken(24)
+	cfg := config.Defaults()
+	cfg.DataDir = o.DataDir
+	cfg.DatabaseURL = filepath.Join(o.DataDir, "demo.db")
+	cfg.APIToken = token
+	cfg.ListenAddr = o.ListenAddr
+	if cfg.ListenAddr == "" {
+		cfg.ListenAddr = "127.0.0.1:8080"
+	}
+	cfg.WindowDeadline = 45 * time.Second
+	cfg.WindowSchedule = []time.Duration{time.Second, 2 * time.Second, 3 * time.Second, 5 * time.Second}
+	cfg.SweepInterval = 5 * time.Second
+	a, err := app.New(ctx, cfg, o.Log)
+	if err != nil {
+		return nil, err
+	}
+	defer a.Close()
+
+	wctx, stopWorker := context.WithCancel(ctx)
+	workerDone := make(chan error, 1)
+	go func() { workerDone <- a.RunWorker(wctx) }()
+	defer func() { stopWorker(); <-workerDone }()
+
+	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		ln, err = net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(o.Progress, "%s is busy; serving the API on %s instead\n", cfg.ListenAddr, ln.Addr())
+	}
+	web := a.APIServer(token).NewApp()
+	go web.Listener(ln) //nolint:errcheck
+	defer web.Shutdown()   //nolint:errcheck
+	base := "http://" + ln.Addr().String()
+	fmt.Fprintf(o.Progress, "cn-relay-manager demo: API %s  (token, shown once: %s)\n", base, token)
+	fmt.Fprintf(o.Progress, "simulated host %s (profile %s), simulated providers %s\n", hs.URL(), o.HostProfile, up.URL())
+
+	cl := &client{base: base, token: token, http: &http.Client{Timeout: 30 * time.Second}}
+	var host store.Host
+	if err := cl.do(ctx, "POST", "/api/v1/hosts", map[string]any{"name": "demo-host", "admin_url": hs.URL(), "admin_api_key": adminKey}, &host); err != nil {
+		return nil, fmt.Errorf("register host: %w", err)
+	}
+	var reqItems []map[string]any
+	for _, d := range items {
+		it := map[string]any{"name": d.Name, "base_url": up.BaseURL(d.Provider) + d.URLSuffix, "api_key": d.Key, "provider": d.Provider}
+		if d.Provider == "openai_compatible" {
+			delete(it, "provider")
+		}
+		if len(d.Models) > 0 {
+			it["models"] = d.Models
+		}
+		reqItems = append(reqItems, it)
+	}
+	var sub struct {
+		Batch store.Batch `json:"batch"`
+	}
+	started := time.Now()
+	if err := cl.do(ctx, "POST", "/api/v1/batches", map[string]any{"host_id": host.ID, "name": "demo", "mode": o.Mode, "items": reqItems}, &sub); err != nil {
+		return nil, fmt.Errorf("submit batch: %w", err)
+	}
+	fmt.Fprintf(o.Progress, "submitted batch %s with %d items (mode %s)\n", sub.Batch.ID, len(items), o.Mode)
+
+	status, err := cl.waitBatch(ctx, sub.Batch.ID, o.Progress)
+	if err != nil {
+		return nil, err
+	}
+	sum, err := cl.summary(ctx, sub.Batch.ID, status)
+	if err != nil {
+		return nil, err
+	}
+	sum.HostProfile, sum.Mode, sum.WallSeconds = o.HostProfile, o.Mode, time.Since(started).Seconds()
+	sum.HostObjects = hs.Counts()
+	if o.JSON {
+		enc := json.NewEncoder(o.Out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(sum); err != nil {
+			return nil, err
+		}
+	} else {
+		printTable(o.Out, sum)
+	}
+	if !o.Exit {
+		fmt.Fprintf(o.Progress, "still serving the API on %s with the simulators; press Ctrl-C to stop\n", base)
+		<-ctx.Done()
+	}
+	return sum, nil
+}
+
+func printTable(w io.Writer, s *Summary) {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "batch %s: %s (host profile %s, mode %s, %.1fs)\n", s.BatchID, s.Status, s.HostProfile, s.Mode, s.WallSeconds)
+	fmt.Fprintln(tw, "ITEM\tPROVIDER\tSTATE\tFAILURE\tATTEMPTS\tMODEL CORRECTIONS")
+	for _, it := range s.Items {
+		var corr, chosen []string
+		for _, c := range it.Corrections {
+			switch {
+			case c.Method == "default":
+				chosen = append(chosen, c.Resolved)
+			case c.Requested != c.Resolved || c.Method != "exact":
+				corr = append(corr, fmt.Sprintf("%q→%s (%s)", c.Requested, c.Resolved, c.Method))
+			}
+		}
+		if len(chosen) > 0 {
+			corr = append(corr, "chosen: "+strings.Join(chosen, ", "))
+		}
+		fc := it.FailureClass
+		if fc == "" {
+			fc = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", it.Name, it.Provider, it.Status, fc, it.Attempts, strings.Join(corr, ", "))
+	}
+	tw.Flush()
+}
+
+type client struct {
+	base, token string
+	http        *http.Client
+}
+
+func (c *client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, strings.TrimSpace(string(raw)))
+	}
+	if out != nil {
+		return json.Unmarshal(raw, out)
+	}
+	return nil
+}
+
+func (c *client) waitBatch(ctx context.Context, id string, progress io.Writer) (string, error) {
+	deadline := time.Now().Add(3 * time.Minute)
+	last := ""
+	for {
+		var b struct {
+			Status    string         `json:"status"`
+			ItemCount int            `json:"item_count"`
+			Counts    map[string]int `json:"counts"`
+		}
+		if err := c.do(ctx, "GET", "/api/v1/batches/"+id, nil, &b); err != nil {
+			return "", err
+		}
+		line := progressLine(b.Status, b.ItemCount, b.Counts)
+		if line != last {
+			fmt.Fprintln(progress, line)
+			last = line
+		}
+		if b.Status != store.BatchQueued && b.Status != store.BatchRunning {
+			return b.Status, nil
+		}
+		if time.Now().After(deadline) {
+			return "", errors.New("batch did not finish within 3 minutes")
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func progressLine(status string, total int, counts map[string]int) string {
+	done := 0
+	for st, n := range counts {
+		if store.IsTerminal(st) {
+			done += n
+		}
+	}
+	var parts []string
+	for _, st := range []string{store.ItemSubmitted, store.ItemProbing, store.ItemImporting, store.ItemConfirming, store.ItemClosingAccess,
+		store.ItemVerifying, store.ItemReady, store.ItemReadyWithWarnings, store.ItemFailed, store.ItemSkipped, store.ItemCancelled} {
+		if counts[st] > 0 {
+			parts = append(parts, fmt.Sprintf("%s=%d", st, counts[st]))
+		}
+	}
+	return fmt.Sprintf("[%d/%d] %s  %s", done, total, status, strings.Join(parts, " "))
+}
+
+func (c *client) summary(ctx context.Context, id, status string) (*Summary, error) {
+	var page struct {
+		Items []store.Item `json:"items"`
+	}
+	if err := c.do(ctx, "GET", "/api/v1/batches/"+id+"/items", nil, &page); err != nil {
+		return nil, err
+	}
+	s := &Summary{BatchID: id, Status: status}
+	for _, it := range page.Items {
+		s.Items = append(s.Items, ItemSummary{Name: it.Name, Status: it.Status, FailureClass: it.FailureClass, Attempts: it.AttemptCount,
+			Provider: it.Provider, BaseURL: it.NormalizedURL, SmokeModel: it.SmokeModel, Capability: it.Capability,
+			Corrections: it.Corrections, Warnings: it.Warnings, Message: it.FailureMessage})
+	}
+	return s, nil
+}
