@@ -182,4 +182,6 @@ func (s slogAdapter) Debug(args ...interface{}) { s.l.Debug(fmt.Sprint(args...),
 func (s slogAdapter) Info(args ...interface{})  { s.l.Info(fmt.Sprint(args...), "component", "asynq") }
 func (s slogAdapter) Warn(args ...interface{})  { s.l.Warn(fmt.Sprint(args...), "component", "asynq") }
 func (s slogAdapter) Error(args ...interface{}) { s.l.Error(fmt.Sprint(args...), "component", "asynq") }
-func (s slogAdapter) Fatal(args ...interface{}) { s.l.Error(fmt.Sprint(args...), "component", "asynq", "fatal", true) }
+func (s slogAdapter) Fatal(args ...interface{}) {
+	s.l.Error(fmt.Sprint(args...), "component", "asynq", "fatal", true)
+}

@@ -182,8 +182,8 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		fmt.Fprintf(o.Progress, "%s is busy; serving the API on %s instead\n", cfg.ListenAddr, ln.Addr())
 	}
 	web := a.APIServer(token).NewApp()
-	go web.Listener(ln) //nolint:errcheck
-	defer web.Shutdown()   //nolint:errcheck
+	go web.Listener(ln)  //nolint:errcheck
+	defer web.Shutdown() //nolint:errcheck
 	base := "http://" + ln.Addr().String()
 	fmt.Fprintf(o.Progress, "cn-relay-manager demo: API %s  (token, shown once: %s)\n", base, token)
 	fmt.Fprintf(o.Progress, "simulated host %s (profile %s), simulated providers %s\n", hs.URL(), o.HostProfile, up.URL())

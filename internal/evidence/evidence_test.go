@@ -9,11 +9,11 @@ import (
 func TestRedactRemovesWholeAndFragments(t *testing.T) {
 	key := "sk-abcdef0123456789XYZ"
 	cases := map[string]string{
-		"key " + key + " end":         "key **** end",
-		"tail 0123456789XYZ here":     "tail **** here",
-		"short 0123456 is kept":       "short 0123456 is kept",
-		"nothing to hide":             "nothing to hide",
-		"twice " + key + "/" + key:    "twice ****/****",
+		"key " + key + " end":          "key **** end",
+		"tail 0123456789XYZ here":      "tail **** here",
+		"short 0123456 is kept":        "short 0123456 is kept",
+		"nothing to hide":              "nothing to hide",
+		"twice " + key + "/" + key:     "twice ****/****",
 		"Your api key: ****6789XYZ ok": "Your api key: ****6789XYZ ok",
 	}
 	for in, want := range cases {
