@@ -38,6 +38,7 @@ type Options struct {
 	Out         io.Writer
 	Progress    io.Writer // progress lines (default stderr)
 	Log         *slog.Logger
+	RedisAddr   string // use this Redis instead of the embedded one
 }
 
 // ItemSummary is one line of the result.
@@ -101,6 +102,68 @@ func Expected() map[string][2]string {
 	return out
 }
 
+// Simulators are the demo's simulated providers and host, configured for the demo items.
+type Simulators struct {
+	Host     *hostsim.Server
+	Upstream *upstreamsim.Server
+	AdminKey string
+}
+
+// StartSimulators starts the simulated providers and a simulated host of profile on
+// loopback, with the keys and warm-up behaviours of the demo items.
+func StartSimulators(profile string) (*Simulators, error) {
+	up, err := upstreamsim.Start(upstreamsim.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("start simulated providers: %w", err)
+	}
+	behaviour := map[string]hostsim.Behavior{}
+	for _, d := range demoItems() {
+		if d.Mode != "" {
+			up.AddKey(d.Key, d.Mode)
+		}
+		behaviour[d.Key] = d.Host
+	}
+	adminKey := "admin-" + secret.RandomToken(32)
+	hs, err := hostsim.Start(hostsim.Options{Profile: profile, AdminAPIKey: adminKey,
+		Behavior: func(a hostsim.AccountView) hostsim.Behavior { return behaviour[a.APIKey] }})
+	if err != nil {
+		up.Close()
+		return nil, fmt.Errorf("start simulated host: %w", err)
+	}
+	return &Simulators{Host: hs, Upstream: up, AdminKey: adminKey}, nil
+}
+
+// Close stops both simulators.
+func (s *Simulators) Close() {
+	s.Host.Close()
+	s.Upstream.Close()
+}
+
+// ItemsJSON returns the demo batch's items as the API expects them.
+func (s *Simulators) ItemsJSON() []map[string]any {
+	var out []map[string]any
+	for _, d := range demoItems() {
+		it := map[string]any{"name": d.Name, "base_url": s.Upstream.BaseURL(d.Provider) + d.URLSuffix, "api_key": d.Key}
+		if d.Provider != "openai_compatible" {
+			it["provider"] = d.Provider
+		}
+		if len(d.Models) > 0 {
+			it["models"] = d.Models
+		}
+		out = append(out, it)
+	}
+	return out
+}
+
+// Keys returns the upstream keys of the demo items (for secret-leak checks).
+func Keys() []string {
+	var out []string
+	for _, d := range demoItems() {
+		out = append(out, d.Key)
+	}
+	return out
+}
+
 // Run executes the demo and returns its summary.
 func Run(ctx context.Context, o Options) (*Summary, error) {
 	if o.HostProfile == "" {
@@ -128,27 +191,12 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			defer os.RemoveAll(dir)
 		}
 	}
-	items := demoItems()
-
-	up, err := upstreamsim.Start(upstreamsim.Options{})
+	sims, err := StartSimulators(o.HostProfile)
 	if err != nil {
-		return nil, fmt.Errorf("start simulated providers: %w", err)
+		return nil, err
 	}
-	defer up.Close()
-	behaviour := map[string]hostsim.Behavior{}
-	for _, d := range items {
-		if d.Mode != "" {
-			up.AddKey(d.Key, d.Mode)
-		}
-		behaviour[d.Key] = d.Host
-	}
-	adminKey := "admin-" + secret.RandomToken(32)
-	hs, err := hostsim.Start(hostsim.Options{Profile: o.HostProfile, AdminAPIKey: adminKey,
-		Behavior: func(a hostsim.AccountView) hostsim.Behavior { return behaviour[a.APIKey] }})
-	if err != nil {
-		return nil, fmt.Errorf("start simulated host: %w", err)
-	}
-	defer hs.Close()
+	defer sims.Close()
+	hs, up, adminKey := sims.Host, sims.Upstream, sims.AdminKey
 
 	token := secret.RandomToken(24)
 	cfg := config.Defaults()
@@ -162,6 +210,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	cfg.WindowDeadline = 45 * time.Second
 	cfg.WindowSchedule = []time.Duration{time.Second, 2 * time.Second, 3 * time.Second, 5 * time.Second}
 	cfg.SweepInterval = 5 * time.Second
+	cfg.RedisAddr = o.RedisAddr
 	a, err := app.New(ctx, cfg, o.Log)
 	if err != nil {
 		return nil, err
@@ -193,17 +242,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if err := cl.do(ctx, "POST", "/api/v1/hosts", map[string]any{"name": "demo-host", "admin_url": hs.URL(), "admin_api_key": adminKey}, &host); err != nil {
 		return nil, fmt.Errorf("register host: %w", err)
 	}
-	var reqItems []map[string]any
-	for _, d := range items {
-		it := map[string]any{"name": d.Name, "base_url": up.BaseURL(d.Provider) + d.URLSuffix, "api_key": d.Key, "provider": d.Provider}
-		if d.Provider == "openai_compatible" {
-			delete(it, "provider")
-		}
-		if len(d.Models) > 0 {
-			it["models"] = d.Models
-		}
-		reqItems = append(reqItems, it)
-	}
+	reqItems := sims.ItemsJSON()
 	var sub struct {
 		Batch store.Batch `json:"batch"`
 	}
@@ -211,7 +250,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if err := cl.do(ctx, "POST", "/api/v1/batches", map[string]any{"host_id": host.ID, "name": "demo", "mode": o.Mode, "items": reqItems}, &sub); err != nil {
 		return nil, fmt.Errorf("submit batch: %w", err)
 	}
-	fmt.Fprintf(o.Progress, "submitted batch %s with %d items (mode %s)\n", sub.Batch.ID, len(items), o.Mode)
+	fmt.Fprintf(o.Progress, "submitted batch %s with %d items (mode %s)\n", sub.Batch.ID, len(reqItems), o.Mode)
 
 	status, err := cl.waitBatch(ctx, sub.Batch.ID, o.Progress)
 	if err != nil {

@@ -1,0 +1,85 @@
+package demo
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/testredis"
+)
+
+func runDemo(t *testing.T, o Options) *Summary {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out, progress bytes.Buffer
+	o.Exit, o.JSON, o.Out, o.Progress, o.ListenAddr = true, true, &out, &progress, "127.0.0.1:0"
+	o.DataDir = t.TempDir()
+	sum, err := Run(ctx, o)
+	if err != nil {
+		t.Fatalf("demo: %v\nprogress:\n%s", err, progress.String())
+	}
+	var printed Summary
+	if err := json.Unmarshal(out.Bytes(), &printed); err != nil || printed.BatchID != sum.BatchID {
+		t.Fatalf("--json output is not the summary: %v\n%s", err, out.String())
+	}
+	return sum
+}
+
+func checkOutcomes(t *testing.T, sum *Summary) {
+	t.Helper()
+	want := Expected()
+	if len(sum.Items) != len(want) {
+		t.Fatalf("got %d items, want %d", len(sum.Items), len(want))
+	}
+	good := 0
+	for _, it := range sum.Items {
+		w := want[it.Name]
+		if it.Status != w[0] || it.FailureClass != w[1] {
+			t.Errorf("%s: got %s/%s want %s/%s (%s)", it.Name, it.Status, it.FailureClass, w[0], w[1], it.Message)
+		}
+		if it.Attempts < 1 {
+			t.Errorf("%s: no attempts recorded", it.Name)
+		}
+		if it.Status == store.ItemReady {
+			good++
+		}
+	}
+	if sum.Status != store.BatchPartiallySucceeded {
+		t.Errorf("batch status %s", sum.Status)
+	}
+	// One group and one account per imported item, one managed user, one key per item.
+	if c := sum.HostObjects; c.Groups != good || c.Accounts != good || c.Keys != good || c.Users != 1 {
+		t.Errorf("host objects %+v for %d ready items", c, good)
+	}
+}
+
+// The demo batch through the embedded queue (all-in-one) on every host profile.
+func TestDemoEmbeddedEveryProfile(t *testing.T) {
+	for _, p := range []string{"0.1.179", "0.1.129", "fork-0.1.321"} {
+		t.Run(p, func(t *testing.T) {
+			sum := runDemo(t, Options{HostProfile: p})
+			checkOutcomes(t, sum)
+			for _, it := range sum.Items {
+				if it.Name == "kimi misspelled models" {
+					if len(it.Corrections) < 2 || it.Corrections[0].Method != "separator" {
+						t.Errorf("corrections not recorded: %+v", it.Corrections)
+					}
+				}
+				if it.Status == store.ItemReady && (it.Provider == "" || it.Capability["chat"] != true) {
+					t.Errorf("%s: provider/capability missing: %q %v", it.Name, it.Provider, it.Capability)
+				}
+			}
+		})
+	}
+}
+
+// The demo batch through a real (private) redis-server.
+func TestDemoRealRedis(t *testing.T) {
+	r := testredis.Start(t)
+	sum := runDemo(t, Options{RedisAddr: r.Addr})
+	checkOutcomes(t, sum)
+}

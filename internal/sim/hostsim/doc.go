@@ -1,0 +1,11 @@
+// Package hostsim is an in-process simulation of a sub2api host (the AI
+// gateway cn-relay-manager imports provider keys into). It speaks the host's
+// public HTTP API as recorded in /work/shared/fixtures/sub2api for three host
+// profiles ("0.1.179", "0.1.129", "fork-0.1.321") and really calls the
+// upstream base URLs of its accounts, so tests, the demo and benchmarks can
+// run the whole import pipeline without a real host.
+//
+// Response objects are built from per-profile templates (templates/*.json)
+// taken from the recordings, so field names and value types follow the real
+// hosts even for the many fields the simulator does not model.
+package hostsim

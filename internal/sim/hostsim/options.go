@@ -1,0 +1,55 @@
+package hostsim
+
+import (
+	"net/http"
+	"time"
+)
+
+// Profile names accepted in Options.Profile.
+const (
+	Profile179  = "0.1.179"
+	Profile129  = "0.1.129"
+	ProfileFork = "fork-0.1.321"
+)
+
+// Options configures a simulated host.
+type Options struct {
+	Profile          string // "0.1.179" (default), "0.1.129", "fork-0.1.321"
+	AdminAPIKey      string // required x-api-key; default "admin-" + 64*"0"
+	AdminEmail       string // admin user 1 for JWT login; default "admin@example.com"
+	AdminPassword    string // default "Admin-Pw-123!"
+	ComplianceLocked bool   // 179 only: admin routes answer 423 until user 1 accepts the compliance text
+	Default          Behavior
+	// Behavior overrides Default per account (may be nil); it is called once
+	// at account creation. A zero Behavior falls back to Default.
+	Behavior func(a AccountView) Behavior
+	Latency  time.Duration // added to every request (routing delay)
+	// FaultRate is the fraction (0..1) of admin requests answered
+	// 500 {"code":500,"message":"internal error"} before doing anything.
+	FaultRate      float64
+	Now            func() time.Time // default time.Now
+	UpstreamClient *http.Client     // used to call account upstreams; default 30s timeout
+}
+
+// Behavior describes the warm-up quirks of one account.
+type Behavior struct {
+	// TestWarmups: the first N account tests fail as during warm-up (a 200
+	// event stream with test_start and an "account is warming up" 403 error
+	// event) without calling the upstream.
+	TestWarmups int
+	// ChatWarmup: for this long after creation the account is ignored by
+	// gateway routing (/v1/models and chat).
+	ChatWarmup time.Duration
+	// UnknownKeyCache: a gateway call with a key value that does not exist
+	// yet is cached as invalid for this long after that premature call.
+	UnknownKeyCache time.Duration
+}
+
+// AccountView is what Options.Behavior sees of a new account.
+type AccountView struct {
+	ID                    int64
+	Name, Notes, Platform string
+	APIKey, BaseURL       string
+}
+
+func (b Behavior) isZero() bool { return b == Behavior{} }
