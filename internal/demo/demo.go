@@ -111,7 +111,7 @@ type Simulators struct {
 
 // StartSimulators starts the simulated providers and a simulated host of profile on
 // loopback, with the keys and warm-up behaviours of the demo items.
-func StartSimulators(profile string) (*Simulators, error) {
+func StartSimulators(profile string, hostLatency time.Duration) (*Simulators, error) {
 	up, err := upstreamsim.Start(upstreamsim.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("start simulated providers: %w", err)
@@ -124,7 +124,7 @@ func StartSimulators(profile string) (*Simulators, error) {
 		behaviour[d.Key] = d.Host
 	}
 	adminKey := "admin-" + secret.RandomToken(32)
-	hs, err := hostsim.Start(hostsim.Options{Profile: profile, AdminAPIKey: adminKey,
+	hs, err := hostsim.Start(hostsim.Options{Profile: profile, AdminAPIKey: adminKey, Latency: hostLatency,
 		Behavior: func(a hostsim.AccountView) hostsim.Behavior { return behaviour[a.APIKey] }})
 	if err != nil {
 		up.Close()
@@ -191,7 +191,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			defer os.RemoveAll(dir)
 		}
 	}
-	sims, err := StartSimulators(o.HostProfile)
+	sims, err := StartSimulators(o.HostProfile, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,43 @@
+# cn-relay-manager — the README's commands live here.
+GO        ?= go
+GOFLAGS   ?=
+PKGS      := ./...
+BIN       := bin
+
+.PHONY: demo test test-short deps build vet fmt-check fuzz e2e bench clean
+
+## demo: run the product's main job on embedded defaults against the built-in simulators
+demo:
+	$(GO) run ./cmd/api demo --exit
+
+## test: everything CI runs (installs redis-server when missing)
+test: deps fmt-check vet
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m $(PKGS)
+	$(MAKE) fuzz
+
+## test-short: unit tests only
+test-short:
+	$(GO) test -short -count=1 $(PKGS)
+
+## deps: install what the tests need on a fresh Debian/Ubuntu machine
+deps:
+	@scripts/deps.sh
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o $(BIN)/api ./cmd/api
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o $(BIN)/worker ./cmd/worker
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+## fuzz: a short run of every fuzz target (longer: FUZZTIME=5m make fuzz)
+FUZZTIME ?= 10s
+fuzz:
+	@scripts/fuzz.sh $(FUZZTIME)
+
+clean:
+	rm -rf $(BIN) data

@@ -1,0 +1,284 @@
+// Package e2e runs the built binaries the way an operator would: separate api and worker
+// processes against a private redis-server, and the all-in-one api killed mid-batch and
+// started again.
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cn-relay-manager/cn-relay-manager/internal/demo"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/testredis"
+)
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// binaries builds cmd/api and cmd/worker once per test binary run.
+func binaries(t *testing.T) (api, worker string) {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "crm-e2e-bin-")
+		if buildErr != nil {
+			return
+		}
+		for _, name := range []string{"api", "worker"} {
+			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, name), "../../cmd/"+name)
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("build %s: %v\n%s", name, err, out)
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return filepath.Join(binDir, "api"), filepath.Join(binDir, "worker")
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+type proc struct {
+	cmd *exec.Cmd
+	log *bytes.Buffer
+	mu  *sync.Mutex
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func start(t *testing.T, bin string, env []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{log: &bytes.Buffer{}, mu: &sync.Mutex{}}
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Env = append(os.Environ(), env...)
+	w := lockedWriter{p.mu, p.log}
+	p.cmd.Stdout, p.cmd.Stderr = w, w
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.stop(syscall.SIGKILL) })
+	return p
+}
+
+func (p *proc) stop(sig syscall.Signal) {
+	if p.cmd.ProcessState != nil || p.cmd.Process == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(sig)
+	_ = p.cmd.Wait()
+}
+
+func (p *proc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.String()
+}
+
+type apiClient struct {
+	base, token string
+}
+
+func (c apiClient) do(t *testing.T, method, path string, in, out any) int {
+	t.Helper()
+	var body io.Reader
+	if in != nil {
+		b, _ := json.Marshal(in)
+		body = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, c.base+path, body)
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if out != nil && resp.StatusCode < 300 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			t.Fatalf("%s %s: decode: %v: %s", method, path, err, raw)
+		}
+	}
+	return resp.StatusCode
+}
+
+func (c apiClient) waitReady(t *testing.T, p *proc) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if c.do(t, "GET", "/readyz", nil, nil) == 200 {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("api not ready; log:\n%s", p.output())
+}
+
+func (c apiClient) submit(t *testing.T, sims *demo.Simulators) string {
+	t.Helper()
+	var host store.Host
+	if code := c.do(t, "POST", "/api/v1/hosts", map[string]any{"name": "e2e-host", "admin_url": sims.Host.URL(), "admin_api_key": sims.AdminKey}, &host); code != 201 {
+		t.Fatalf("register host: %d", code)
+	}
+	var sub struct {
+		Batch store.Batch `json:"batch"`
+	}
+	if code := c.do(t, "POST", "/api/v1/batches", map[string]any{"host_id": host.ID, "items": sims.ItemsJSON()}, &sub); code != 201 {
+		t.Fatalf("submit batch: %d", code)
+	}
+	return sub.Batch.ID
+}
+
+func (c apiClient) waitBatch(t *testing.T, id string, timeout time.Duration, logs func() string) []store.Item {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		var b store.Batch
+		if c.do(t, "GET", "/api/v1/batches/"+id, nil, &b) == 200 && b.Status != store.BatchQueued && b.Status != store.BatchRunning {
+			var page struct {
+				Items []store.Item `json:"items"`
+			}
+			c.do(t, "GET", "/api/v1/batches/"+id+"/items", nil, &page)
+			return page.Items
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	t.Fatalf("batch %s not finished in %s; logs:\n%s", id, timeout, logs())
+	return nil
+}
+
+func checkItems(t *testing.T, items []store.Item, sims *demo.Simulators) {
+	t.Helper()
+	want := demo.Expected()
+	ready := 0
+	for _, it := range items {
+		w := want[it.Name]
+		if it.Status != w[0] || it.FailureClass != w[1] {
+			t.Errorf("%s: got %s/%s want %s/%s (%s)", it.Name, it.Status, it.FailureClass, w[0], w[1], it.FailureMessage)
+		}
+		if it.Status == store.ItemReady {
+			ready++
+		}
+	}
+	if c := sims.Host.Counts(); c.Groups != ready || c.Accounts != ready || c.Keys != ready || c.Users != 1 {
+		t.Errorf("host holds %+v for %d ready items: duplicates or losses", c, ready)
+	}
+}
+
+func baseEnv(t *testing.T, dir, listen string) []string {
+	return []string{
+		"CRM_LISTEN_ADDR=" + listen,
+		"CRM_DATA_DIR=" + dir,
+		"CRM_DATABASE_URL=" + filepath.Join(dir, "crm.db"),
+		"CRM_API_TOKEN=e2e-token-0123456789abcdef",
+		"CRM_MASTER_KEY=e2e-master-key-0123456789abcdef",
+		"CRM_WINDOW_DEADLINE=60s",
+		"CRM_WINDOW_SCHEDULE=1s,2s,3s",
+		"CRM_SWEEP_INTERVAL=2s",
+	}
+}
+
+// Separate api and worker processes against a private redis-server.
+func TestSplitProcessesEndToEnd(t *testing.T) {
+	apiBin, workerBin := binaries(t)
+	r := testredis.Start(t)
+	sims, err := demo.StartSimulators("0.1.179", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sims.Close()
+	dir, listen := t.TempDir(), freeAddr(t)
+	env := append(baseEnv(t, dir, listen), "CRM_REDIS_ADDR="+r.Addr)
+	api := start(t, apiBin, env)
+	c := apiClient{base: "http://" + listen, token: "e2e-token-0123456789abcdef"}
+	c.waitReady(t, api)
+	worker := start(t, workerBin, env)
+
+	if code := (apiClient{base: c.base}).do(t, "GET", "/api/v1/batches", nil, nil); code != 401 {
+		t.Errorf("unauthenticated request answered %d, want 401", code)
+	}
+	id := c.submit(t, sims)
+	items := c.waitBatch(t, id, 2*time.Minute, func() string { return api.output() + "\n--- worker ---\n" + worker.output() })
+	checkItems(t, items, sims)
+
+	// Graceful shutdown on SIGTERM.
+	worker.stop(syscall.SIGTERM)
+	if st := worker.cmd.ProcessState; st == nil || st.ExitCode() != 0 {
+		t.Errorf("worker did not shut down cleanly on SIGTERM: %v\n%s", st, worker.output())
+	}
+	for _, k := range demo.Keys() {
+		if strings.Contains(api.output()+worker.output(), k) {
+			t.Errorf("an upstream key appears in the process logs")
+		}
+	}
+}
+
+// The all-in-one process killed with SIGKILL mid-batch and started again finishes the
+// batch from the database (recovery sweep) without duplicate host objects.
+func TestAllInOneKilledMidBatchRecovers(t *testing.T) {
+	apiBin, _ := binaries(t)
+	sims, err := demo.StartSimulators("0.1.179", 150*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sims.Close()
+	dir, listen := t.TempDir(), freeAddr(t)
+	env := baseEnv(t, dir, listen)
+	first := start(t, apiBin, env)
+	c := apiClient{base: "http://" + listen, token: "e2e-token-0123456789abcdef"}
+	c.waitReady(t, first)
+	id := c.submit(t, sims)
+
+	// Wait until the host holds at least one object, then kill mid-batch.
+	deadline := time.Now().Add(30 * time.Second)
+	for sims.Host.Counts().Accounts == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	var b store.Batch
+	c.do(t, "GET", "/api/v1/batches/"+id, nil, &b)
+	if b.Status != store.BatchRunning && b.Status != store.BatchQueued {
+		t.Fatalf("batch already %s before the kill; the test needs a slower host", b.Status)
+	}
+	first.stop(syscall.SIGKILL)
+
+	second := start(t, apiBin, env)
+	c.waitReady(t, second)
+	items := c.waitBatch(t, id, 2*time.Minute, second.output)
+	checkItems(t, items, sims)
+}

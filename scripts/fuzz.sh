@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs every Go fuzz target in the module for a short time each (default 10s).
+set -euo pipefail
+t="${1:-10s}"
+found=0
+while IFS= read -r file; do
+  pkg="./$(dirname "$file")"
+  for target in $(grep -oE '^func (Fuzz[A-Za-z0-9_]+)\(' "$file" | sed -E 's/^func (Fuzz[A-Za-z0-9_]+)\(/\1/'); do
+    found=1
+    echo "fuzz $pkg $target ($t)"
+    go test -run '^$' -fuzz "^${target}\$" -fuzztime "$t" "$pkg"
+  done
+done < <(grep -rlE '^func Fuzz' --include='*_test.go' . | sort)
+if [ "$found" -eq 0 ]; then echo "no fuzz targets"; fi
