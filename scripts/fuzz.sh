@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Runs every Go fuzz target in the module for a short time each (default 10s).
 set -euo pipefail
-t="${1:-10s}"
+t="${1:-100000x}"
 found=0
 while IFS= read -r file; do
-  pkg="./$(dirname "$file")"
+  pkg="./$(dirname "${file#./}")"
   for target in $(grep -oE '^func (Fuzz[A-Za-z0-9_]+)\(' "$file" | sed -E 's/^func (Fuzz[A-Za-z0-9_]+)\(/\1/'); do
     found=1
     echo "fuzz $pkg $target ($t)"

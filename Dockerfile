@@ -1,0 +1,13 @@
+# Static, CGO-free binaries (modernc SQLite) on a small base image.
+FROM golang:1.26 AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/api ./cmd/api && \
+    CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/worker ./cmd/worker
+
+FROM gcr.io/distroless/static-debian12
+COPY --from=build /out/api /out/worker /usr/local/bin/
+USER nonroot
+ENTRYPOINT ["/usr/local/bin/api"]
