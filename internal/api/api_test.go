@@ -160,7 +160,7 @@ func TestSubmitValidationNamesTheField(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go app.Listener(ln) //nolint:errcheck
+	go app.Listener(ln)  //nolint:errcheck
 	defer app.Shutdown() //nolint:errcheck
 	req, _ := http.NewRequest("POST", "http://"+ln.Addr().String()+"/api/v1/batches", strings.NewReader(strings.Repeat("x", MaxBodyBytes+10)))
 	req.Header.Set("Authorization", "Bearer "+token)
@@ -228,4 +228,3 @@ func TestRegisterHostRejectsBadCredentials(t *testing.T) {
 		t.Fatalf("no credentials: %d %s", code, raw)
 	}
 }
-
