@@ -36,6 +36,7 @@ type BatchPayload struct {
 	HostID  string `json:"host_id,omitempty"`
 	BatchID string `json:"batch_id,omitempty"`
 	RunID   string `json:"run_id,omitempty"`
+	Slot    string `json:"slot,omitempty"`
 }
 
 // StepTaskID derives the task ID from (step, item, sequence): enqueuing the same step

@@ -51,10 +51,11 @@ func runDemo(ctx context.Context, args []string) error {
 	mode := fs.String("mode", "self_service", "access mode: self_service, subscription, none")
 	listen := fs.String("listen", envOr("CRM_LISTEN_ADDR", "127.0.0.1:8080"), "API listen address")
 	verbose := fs.Bool("v", false, "show the process log")
+	rollback := fs.Bool("rollback", false, "roll the batch back at the end and show the host is back to its starting state")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	o := demo.Options{HostProfile: *profile, Mode: *mode, Exit: *exit, JSON: *asJSON, ListenAddr: *listen}
+	o := demo.Options{HostProfile: *profile, Mode: *mode, Exit: *exit, JSON: *asJSON, ListenAddr: *listen, Rollback: *rollback}
 	if *verbose {
 		o.Log = logger()
 	}

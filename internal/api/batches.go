@@ -253,36 +253,23 @@ func (s *Server) getItem(c *fiber.Ctx) error {
 }
 
 func (s *Server) retryBatch(c *fiber.Ctx) error {
-	ctx := c.UserContext()
-	if _, err := s.Store.GetBatch(ctx, c.Params("id")); err != nil {
-		return err
-	}
-	items, err := s.Store.RetryFailed(ctx, c.Params("id"), jobs.TypeImport)
+	n, err := s.RetryBatch(c.UserContext(), c.Params("id"))
 	if err != nil {
 		return err
 	}
-	for _, it := range items {
-		if err := s.Queue.EnqueueStep(ctx, it.Step, it.ID, it.Seq, time.Now()); err != nil && !errors.Is(err, jobs.ErrExists) {
-			s.Log.Warn("enqueue retry failed; the recovery sweep will retry", "item_id", it.ID, "error", err)
-		}
-	}
-	v, err := s.loadBatch(ctx, c.Params("id"))
+	v, err := s.loadBatch(c.UserContext(), c.Params("id"))
 	if err != nil {
 		return err
 	}
-	return c.JSON(fiber.Map{"batch": v, "retried": len(items)})
+	return c.JSON(fiber.Map{"batch": v, "retried": n})
 }
 
 func (s *Server) cancelBatch(c *fiber.Ctx) error {
-	ctx := c.UserContext()
-	if _, err := s.Store.GetBatch(ctx, c.Params("id")); err != nil {
-		return err
-	}
-	n, err := s.Store.CancelBatch(ctx, c.Params("id"))
+	n, err := s.CancelBatch(c.UserContext(), c.Params("id"))
 	if err != nil {
 		return err
 	}
-	v, err := s.loadBatch(ctx, c.Params("id"))
+	v, err := s.loadBatch(c.UserContext(), c.Params("id"))
 	if err != nil {
 		return err
 	}

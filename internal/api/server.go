@@ -41,6 +41,8 @@ type Server struct {
 	Log     *slog.Logger
 	// Ready reports extra readiness (queue reachable); nil = always ready.
 	Ready func(ctx context.Context) error
+	// Rollbacks refuses rollbacks the ledger cannot support (nil: no check).
+	Rollbacks RollbackChecker
 }
 
 // APIError is the JSON error body: {"error":{"code","message","field"}}.
@@ -85,6 +87,12 @@ func (s *Server) Mount(app *fiber.App) {
 	v1.Get("/batches/:id/items/:item", s.getItem)
 	v1.Post("/batches/:id/retry", s.retryBatch)
 	v1.Post("/batches/:id/cancel", s.cancelBatch)
+	v1.Post("/batches/:id/rollback", s.rollbackBatch)
+	v1.Post("/batches/:id/reconcile", s.reconcileBatch)
+	v1.Post("/batches/:id/import", s.importBatch)
+	v1.Post("/hosts/:id/reconcile", s.reconcileHost)
+	v1.Get("/reconcile-runs", s.listReconcileRuns)
+	v1.Get("/reconcile-runs/:id", s.getReconcileRun)
 	v1.Get("/resources", s.listResources)
 }
 

@@ -124,7 +124,7 @@ func (a *App) PingQueue(ctx context.Context) error {
 // APIServer returns the REST API bound to this process's store and queue.
 func (a *App) APIServer(token string) *api.Server {
 	return &api.Server{Store: a.Store, Queue: a.Queue, Box: a.Box, Catalog: a.Catalog, Prober: a.Engine,
-		Token: token, Log: a.Log, Ready: a.PingQueue}
+		Token: token, Log: a.Log, Ready: a.PingQueue, Rollbacks: a.Engine}
 }
 
 // RunWorker serves the queue and runs the recovery sweep until ctx ends, then shuts down
@@ -142,8 +142,24 @@ func (a *App) RunWorker(ctx context.Context) error {
 		LogLevel:                 asynq.WarnLevel,
 	})
 	h := &jobs.Handlers{Runner: a.Engine, Queue: a.Queue, Log: a.Log}
-	if err := srv.Start(h.Mux()); err != nil {
+	mux := h.Mux()
+	(&jobs.OperationHandlers{Ops: a.Engine, Store: a.Store, Queue: a.Queue}).Register(mux)
+	var sched *asynq.Scheduler
+	if a.Cfg.ReconcileCron != "" {
+		var err error
+		if sched, err = jobs.NewScheduler(a.Conn, a.Cfg.ReconcileCron, slogAdapter{a.Log}); err != nil {
+			return err
+		}
+	}
+	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start worker: %w", err)
+	}
+	if sched != nil {
+		if err := sched.Start(); err != nil {
+			srv.Shutdown()
+			return fmt.Errorf("start scheduler: %w", err)
+		}
+		defer sched.Shutdown()
 	}
 	sweeper := &jobs.Sweeper{Store: a.Store, Queue: a.Queue, Log: a.Log, Lookahead: a.Cfg.SweepInterval}
 	sweepCtx, stopSweep := context.WithCancel(ctx)

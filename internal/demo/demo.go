@@ -39,6 +39,7 @@ type Options struct {
 	Progress    io.Writer // progress lines (default stderr)
 	Log         *slog.Logger
 	RedisAddr   string // use this Redis instead of the embedded one
+	Rollback    bool   // roll the batch back at the end and show the host is back to its start
 }
 
 // ItemSummary is one line of the result.
@@ -65,6 +66,11 @@ type Summary struct {
 	WallSeconds float64        `json:"wall_s"`
 	Items       []ItemSummary  `json:"items"`
 	HostObjects hostsim.Counts `json:"host_objects"`
+	Reconcile   string         `json:"reconcile"`
+	// Set with --rollback.
+	Rollback           *store.Action   `json:"rollback,omitempty"`
+	HostObjectsBefore  *hostsim.Counts `json:"host_objects_before,omitempty"`
+	HostObjectsAfterRB *hostsim.Counts `json:"host_objects_after_rollback,omitempty"`
 }
 
 // demoItem is one input of the demo batch with what the simulators should do with it.
@@ -246,6 +252,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	var sub struct {
 		Batch store.Batch `json:"batch"`
 	}
+	before := hs.Counts()
 	started := time.Now()
 	if err := cl.do(ctx, "POST", "/api/v1/batches", map[string]any{"host_id": host.ID, "name": "demo", "mode": o.Mode, "items": reqItems}, &sub); err != nil {
 		return nil, fmt.Errorf("submit batch: %w", err)
@@ -262,6 +269,32 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	}
 	sum.HostProfile, sum.Mode, sum.WallSeconds = o.HostProfile, o.Mode, time.Since(started).Seconds()
 	sum.HostObjects = hs.Counts()
+	if sum.Reconcile, err = cl.reconcile(ctx, sub.Batch.ID); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(o.Progress, "reconcile: %s\n", sum.Reconcile)
+	if o.Rollback {
+		act, err := cl.rollback(ctx, sub.Batch.ID)
+		if err != nil {
+			return nil, err
+		}
+		after := hs.Counts()
+		sum.Rollback, sum.HostObjectsBefore, sum.HostObjectsAfterRB = act, &before, &after
+		fmt.Fprintf(o.Progress, "rollback: %s; host objects before the batch %+v, after rollback %+v\n", act.Message, before, after)
+	}
+	if sum.Reconcile, err = cl.reconcile(ctx, sub.Batch.ID); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(o.Progress, "reconcile: %s\n", sum.Reconcile)
+	if o.Rollback {
+		act, err := cl.rollback(ctx, sub.Batch.ID)
+		if err != nil {
+			return nil, err
+		}
+		after := hs.Counts()
+		sum.Rollback, sum.HostObjectsBefore, sum.HostObjectsAfterRB = act, &before, &after
+		fmt.Fprintf(o.Progress, "rollback: %s; host objects before the batch %+v, after rollback %+v\n", act.Message, before, after)
+	}
 	if o.JSON {
 		enc := json.NewEncoder(o.Out)
 		enc.SetIndent("", "  ")
@@ -302,6 +335,10 @@ func printTable(w io.Writer, s *Summary) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", it.Name, it.Provider, it.Status, fc, it.Attempts, strings.Join(corr, ", "))
 	}
 	tw.Flush()
+	fmt.Fprintf(w, "reconcile: %s\n", s.Reconcile)
+	if s.Rollback != nil {
+		fmt.Fprintf(w, "rollback: %s (host objects before the batch: %+v, after rollback: %+v)\n", s.Rollback.Message, *s.HostObjectsBefore, *s.HostObjectsAfterRB)
+	}
 }
 
 type client struct {
@@ -401,4 +438,38 @@ func (c *client) summary(ctx context.Context, id, status string) (*Summary, erro
 			Corrections: it.Corrections, Warnings: it.Warnings, Message: it.FailureMessage})
 	}
 	return s, nil
+}
+
+func (c *client) reconcile(ctx context.Context, batchID string) (string, error) {
+	var run store.ReconcileRun
+	if err := c.do(ctx, "POST", "/api/v1/batches/"+batchID+"/reconcile", nil, &run); err != nil {
+		return "", fmt.Errorf("reconcile: %w", err)
+	}
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
+		if err := c.do(ctx, "GET", "/api/v1/reconcile-runs/"+run.ID, nil, &run); err != nil {
+			return "", err
+		}
+		if run.Status == "completed" || run.Status == "failed" {
+			return run.Summary, nil
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	return "", errors.New("reconcile did not finish within a minute")
+}
+
+func (c *client) rollback(ctx context.Context, batchID string) (*store.Action, error) {
+	if err := c.do(ctx, "POST", "/api/v1/batches/"+batchID+"/rollback", nil, nil); err != nil {
+		return nil, fmt.Errorf("rollback: %w", err)
+	}
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
+		var b store.Batch
+		if err := c.do(ctx, "GET", "/api/v1/batches/"+batchID, nil, &b); err != nil {
+			return nil, err
+		}
+		if b.LastAction.Kind == "rollback" && b.LastAction.Status != "" {
+			return &b.LastAction, nil
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	return nil, errors.New("rollback did not finish within a minute")
 }

@@ -30,6 +30,16 @@ type HostClient interface {
 	ListUserSubscriptions(ctx context.Context, userID int64) ([]host.Subscription, error)
 	GatewayModels(ctx context.Context, key string) ([]string, error)
 	GatewayChat(ctx context.Context, key string, req host.ChatRequest) (*host.ChatResult, error)
+
+	// Used by reconcile and rollback.
+	GetGroup(ctx context.Context, id int64) (*host.Group, error)
+	ListGroups(ctx context.Context, search string) ([]host.Group, error)
+	ListUserKeys(ctx context.Context, userID int64) ([]host.APIKey, error)
+	DeleteGroup(ctx context.Context, id int64) error
+	DeleteAccount(ctx context.Context, id int64) error
+	DeleteUser(ctx context.Context, id int64) error
+	DeleteKey(ctx context.Context, userToken string, id int64) error
+	RevokeSubscription(ctx context.Context, id int64) error
 }
 
 var _ HostClient = (*host.Client)(nil)

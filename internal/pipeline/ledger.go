@@ -165,3 +165,10 @@ func (e *Engine) ledgerID(ctx context.Context, sc *stepContext, typ, name string
 	}
 	return 0, false, nil
 }
+
+func parseID(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	return strconv.ParseInt(s, 10, 64)
+}

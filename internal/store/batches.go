@@ -193,3 +193,28 @@ func refreshBatchStatus(ctx context.Context, tx bun.IDB, batchID string, now tim
 func (s *Store) RefreshBatchStatus(ctx context.Context, batchID string) error {
 	return refreshBatchStatus(ctx, s.DB, batchID, s.now())
 }
+
+// SetBatchAction records the outcome of a batch-level operation.
+func (s *Store) SetBatchAction(ctx context.Context, batchID string, a Action) error {
+	now := s.now()
+	a.Finished = &now
+	b := &Batch{ID: batchID, LastAction: a, UpdatedAt: now}
+	if _, err := s.DB.NewUpdate().Model(b).Column("last_action", "updated_at").WherePK().Exec(ctx); err != nil {
+		return fmt.Errorf("record %s of batch %s: %w", a.Kind, batchID, err)
+	}
+	return nil
+}
+
+// MarkRolledBack turns every item of the batch into rolled_back (moving their sequence
+// on so that no pending step runs) and refreshes the batch status.
+func (s *Store) MarkRolledBack(ctx context.Context, batchID string) error {
+	return s.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		now := s.now()
+		if _, err := tx.NewUpdate().TableExpr("items").Set("status = ?", ItemRolledBack).Set("seq = seq + 1").
+			Set("next_run_at = NULL").Set("updated_at = ?", now).Set("finished_at = COALESCE(finished_at, ?)", now).
+			Where("batch_id = ?", batchID).Exec(ctx); err != nil {
+			return fmt.Errorf("mark items of batch %s rolled back: %w", batchID, err)
+		}
+		return refreshBatchStatus(ctx, tx, batchID, now)
+	})
+}

@@ -95,6 +95,25 @@ type Batch struct {
 	CreatedAt  time.Time    `bun:"created_at" json:"created_at"`
 	UpdatedAt  time.Time    `bun:"updated_at" json:"updated_at"`
 	FinishedAt *time.Time   `bun:"finished_at" json:"finished_at,omitempty"`
+	LastAction Action       `bun:"last_action,type:text" json:"last_action"`
+}
+
+// Action is the outcome of the last batch-level operation (rollback, reconcile).
+type Action struct {
+	Kind     string         `json:"kind,omitempty"` // "rollback"
+	Status   string         `json:"status,omitempty"`
+	Message  string         `json:"message,omitempty"`
+	Objects  []ActionObject `json:"objects,omitempty"`
+	Finished *time.Time     `json:"finished_at,omitempty"`
+}
+
+// ActionObject is what an operation did to one ledger object.
+type ActionObject struct {
+	ResourceType   string `json:"resource_type"`
+	HostResourceID string `json:"host_resource_id"`
+	Name           string `json:"name"`
+	Result         string `json:"result"` // deleted, already_gone, kept, failed
+	Detail         string `json:"detail,omitempty"`
 }
 
 // Correction records how one requested model name was resolved.

@@ -39,7 +39,7 @@ func (s *Store) MarkCreated(ctx context.Context, r *Resource, hostID string, sta
 	r.HostResourceID = &hostID
 	r.State = state
 	r.UpdatedAt = s.now()
-	_, err := s.DB.NewUpdate().Model(r).Column("host_resource_id", "state", "secret_enc", "details", "updated_at").WherePK().Exec(ctx)
+	_, err := s.DB.NewUpdate().Model(r).Column("host_resource_id", "state", "secret_enc", "details", "parent_id", "batch_id", "item_id", "updated_at").WherePK().Exec(ctx)
 	if err != nil {
 		return fmt.Errorf("ledger mark %s %s created: %w", r.Type, r.Name, err)
 	}
@@ -80,4 +80,14 @@ func (s *Store) ListResources(ctx context.Context, f ResourceFilter) ([]Resource
 		return nil, 0, fmt.Errorf("list resources: %w", err)
 	}
 	return out, int(total), nil
+}
+
+// UpdateResourceDetails stores a row's state and details (rollback outcome, reconcile notes).
+func (s *Store) UpdateResourceDetails(ctx context.Context, r *Resource) error {
+	r.UpdatedAt = s.now()
+	_, err := s.DB.NewUpdate().Model(r).Column("state", "details", "updated_at").WherePK().Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("ledger update %s %s: %w", r.Type, r.Name, err)
+	}
+	return nil
 }

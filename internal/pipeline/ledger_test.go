@@ -1,0 +1,175 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"testing"
+
+	"github.com/cn-relay-manager/cn-relay-manager/internal/host"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/sim/upstreamsim"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
+)
+
+// crashAfterCreate creates the account on the host, then fails as if the process died
+// before recording the result.
+type crashAfterCreate struct {
+	HostClient
+	crashed *bool
+}
+
+func (c crashAfterCreate) CreateAccount(ctx context.Context, req host.CreateAccountRequest, idem string) (*host.Account, error) {
+	acc, err := c.HostClient.CreateAccount(ctx, req, idem)
+	if err == nil && !*c.crashed {
+		*c.crashed = true
+		return nil, &host.Error{Status: 0, Code: "transport", Message: "connection reset (simulated crash after the host created the account)"}
+	}
+	return acc, err
+}
+
+func TestCrashBetweenCreateAndLedgerGivesOneObject(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	crashed := false
+	h.wrap = func(c HostClient) HostClient { return crashAfterCreate{c, &crashed} }
+	_, items := h.submit(ModeSelfService, itemSpec{provider: "deepseek", key: "sk-crash-0000000001", mode: upstreamsim.ModeOK, models: []string{"deepseek-flash"}})
+	it := h.drive(items[0].ID)
+	if !crashed {
+		t.Fatal("the crash was not injected")
+	}
+	if it.Status != store.ItemReady {
+		t.Fatalf("status %s: %s", it.Status, it.FailureMessage)
+	}
+	if c := h.hs.Counts(); c.Accounts != 1 {
+		t.Fatalf("host holds %d accounts, want exactly 1", c.Accounts)
+	}
+	rows, _, _ := h.store.ListResources(context.Background(), store.ResourceFilter{ItemID: it.ID, Type: store.TypeAccount})
+	if len(rows) != 1 || rows[0].HostResourceID == nil {
+		t.Fatalf("ledger: %+v", rows)
+	}
+}
+
+func TestReconcileReportsMissingAndInSync(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	b, items := h.submit(ModeSelfService, itemSpec{provider: "kimi", key: "sk-recon-0000000002", mode: upstreamsim.ModeOK, models: []string{"kimi-k2.6"}})
+	h.drive(items[0].ID)
+	ctx := context.Background()
+	run := &store.ReconcileRun{HostID: h.host.ID, BatchID: b.ID}
+	if err := h.eng.Reconcile(ctx, run); err != nil {
+		t.Fatal(err)
+	}
+	if len(run.Findings) != 0 {
+		t.Fatalf("fresh import not in sync: %+v", run.Findings)
+	}
+	rows, _, _ := h.store.ListResources(ctx, store.ResourceFilter{BatchID: b.ID, Type: store.TypeAccount})
+	id, _ := strconv.ParseInt(*rows[0].HostResourceID, 10, 64)
+	h.hs.DeleteAccountOutOfBand(id)
+	run = &store.ReconcileRun{HostID: h.host.ID}
+	if err := h.eng.Reconcile(ctx, run); err != nil {
+		t.Fatal(err)
+	}
+	if len(run.Findings) != 1 || run.Findings[0].Kind != FindingMissing || run.Findings[0].ResourceType != store.TypeAccount {
+		t.Fatalf("findings: %+v", run.Findings)
+	}
+}
+
+func TestRollbackTwiceAndRefusals(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	ctx := context.Background()
+	before := h.hs.Counts()
+	b, items := h.submit(ModeSubscription,
+		itemSpec{provider: "deepseek", key: "sk-rb-0000000000003", mode: upstreamsim.ModeOK, models: []string{"deepseek-flash"}},
+		itemSpec{provider: "glm", key: "sk-rb-0000000000004", mode: upstreamsim.ModeOK, models: []string{"glm-5.1"}})
+	for _, it := range items {
+		if got := h.drive(it.ID); got.Status != store.ItemReady {
+			t.Fatalf("%s: %s %s", got.Name, got.Status, got.FailureMessage)
+		}
+	}
+	act, err := h.eng.Rollback(ctx, b.ID)
+	if err != nil || act.Status != "completed" {
+		t.Fatalf("rollback: %+v %v", act, err)
+	}
+	if after := h.hs.Counts(); after != before {
+		t.Fatalf("host not back to its start: before %+v after %+v", before, after)
+	}
+	got, _ := h.store.GetBatch(ctx, b.ID)
+	if got.Status != store.BatchRolledBack {
+		t.Fatalf("batch status %s", got.Status)
+	}
+	act2, err := h.eng.Rollback(ctx, b.ID)
+	if err != nil || act2.Status != "completed" || len(act2.Objects) != 0 {
+		t.Fatalf("second rollback must be a no-op: %+v %v", act2, err)
+	}
+	if _, err := h.eng.Rollback(ctx, "no-such-batch"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown batch: %v", err)
+	}
+	empty, _ := h.submit(ModeNone, itemSpec{provider: "deepseek", key: "sk-rb-0000000000005", mode: upstreamsim.ModeOK})
+	if _, err := h.eng.Rollback(ctx, empty.ID); !errors.Is(err, ErrNothingRecorded) {
+		t.Fatalf("empty batch: %v", err)
+	}
+}
+
+// The managed user is shared: rolling back one batch keeps it while another batch's key
+// still uses it.
+func TestRollbackKeepsSharedUser(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	ctx := context.Background()
+	b1, i1 := h.submit(ModeSelfService, itemSpec{provider: "deepseek", key: "sk-share-00000000006", mode: upstreamsim.ModeOK, models: []string{"deepseek-flash"}})
+	h.drive(i1[0].ID)
+	_, i2 := h.submit(ModeSelfService, itemSpec{provider: "kimi", key: "sk-share-00000000007", mode: upstreamsim.ModeOK, models: []string{"kimi-k2.6"}})
+	h.drive(i2[0].ID)
+	act, err := h.eng.Rollback(ctx, b1.ID)
+	if err != nil || act.Status != "completed" {
+		t.Fatalf("rollback: %+v %v", act, err)
+	}
+	if c := h.hs.Counts(); c.Users != 1 || c.Keys != 1 || c.Accounts != 1 {
+		t.Fatalf("after rolling back batch 1: %+v", c)
+	}
+	kept := false
+	for _, o := range act.Objects {
+		if o.ResourceType == store.TypeUser && o.Result == "kept" {
+			kept = true
+		}
+	}
+	if !kept {
+		t.Fatalf("user not reported as kept: %+v", act.Objects)
+	}
+}
+
+func TestDuplicateKeySkippedUnlessForced(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	_, i1 := h.submit(ModeNone, itemSpec{provider: "deepseek", key: "sk-dupkey-0000000008", mode: upstreamsim.ModeOK, models: []string{"deepseek-flash"}})
+	h.drive(i1[0].ID)
+	_, i2 := h.submit(ModeNone, itemSpec{provider: "deepseek", key: "sk-dupkey-0000000008", models: []string{"deepseek-flash"}})
+	it := h.drive(i2[0].ID)
+	if it.Status != store.ItemSkipped || it.DuplicateOf != i1[0].ID {
+		t.Fatalf("duplicate: %s dup_of=%q", it.Status, it.DuplicateOf)
+	}
+	if c := h.hs.Counts(); c.Accounts != 1 {
+		t.Fatalf("duplicate created host objects: %+v", c)
+	}
+}
+
+func TestDryRunStoresPlanAndWritesNothing(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	ctx := context.Background()
+	sealed, _ := h.box.Seal("sk-dry-run-000000009")
+	h.up.AddKey("sk-dry-run-000000009", upstreamsim.ModeOK)
+	b := &store.Batch{HostID: h.host.ID, Mode: ModeSelfService, DryRun: true}
+	it := &store.Item{Name: "dry", BaseURL: h.up.BaseURL("deepseek"), ProviderHint: "deepseek", APIKeyEnc: sealed, KeyMasked: "sk-dry...0009",
+		KeyFingerprint: h.box.Fingerprint("sk-dry-run-000000009"), RequestedModels: []string{"deepseek-flash"}, Step: StepImport}
+	if err := h.store.CreateBatch(ctx, b, []*store.Item{it}); err != nil {
+		t.Fatal(err)
+	}
+	got := h.drive(it.ID)
+	if got.Status != store.ItemSkipped || got.Plan["account"] == nil || got.Plan["group"] == nil || got.Plan["key"] == nil {
+		t.Fatalf("dry run: %s plan=%v", got.Status, got.Plan)
+	}
+	acc := got.Plan["account"].(map[string]any)
+	creds := acc["credentials"].(map[string]any)
+	if creds["api_key"] != "sk-dry...0009" {
+		t.Fatalf("plan does not mask the key: %v", creds["api_key"])
+	}
+	if c := h.hs.Counts(); c.Groups+c.Accounts+c.Users+c.Keys != 0 {
+		t.Fatalf("dry run wrote to the host: %+v", c)
+	}
+}

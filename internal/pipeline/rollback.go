@@ -1,0 +1,285 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/cn-relay-manager/cn-relay-manager/internal/host"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
+)
+
+// ErrNothingRecorded is returned when the ledger holds nothing for a batch: rollback
+// works only from recorded resources and refuses a blind delete.
+var ErrNothingRecorded = errors.New("the ledger holds no host object for this batch; refusing a blind delete")
+
+// rollbackOrder is reverse dependency order (product §4, host contract §13).
+var rollbackOrder = []string{store.TypeSubscription, store.TypeKey, store.TypeUser, store.TypeAccount, store.TypeGroup}
+
+// CheckRollback refuses a rollback when the ledger holds nothing for the batch.
+func (e *Engine) CheckRollback(ctx context.Context, batchID string) error {
+	if _, err := e.Store.GetBatch(ctx, batchID); err != nil {
+		return err
+	}
+	rows, _, err := e.Store.ListResources(ctx, store.ResourceFilter{BatchID: batchID})
+	if err != nil {
+		return err
+	}
+	if len(rows) == 0 {
+		return ErrNothingRecorded
+	}
+	return nil
+}
+
+// Rollback deletes, in reverse dependency order, exactly the host objects the batch
+// recorded in the ledger. Re-running it is a no-op; a failure on one object is reported
+// for that object and does not stop the others. Shared objects (the managed user, or a
+// group that still holds accounts we did not create) are kept.
+func (e *Engine) Rollback(ctx context.Context, batchID string) (store.Action, error) {
+	act := store.Action{Kind: "rollback"}
+	if err := e.CheckRollback(ctx, batchID); err != nil {
+		return act, err
+	}
+	b, err := e.Store.GetBatch(ctx, batchID)
+	if err != nil {
+		return act, err
+	}
+	h, err := e.Store.GetHost(ctx, b.HostID)
+	if err != nil {
+		return act, err
+	}
+	client, err := e.hostClient(h)
+	if err != nil {
+		return act, err
+	}
+	// Stop the batch first so no step creates something behind our back.
+	if _, err := e.Store.CancelBatch(ctx, batchID); err != nil {
+		return act, err
+	}
+	rows, _, err := e.Store.ListResources(ctx, store.ResourceFilter{BatchID: batchID})
+	if err != nil {
+		return act, err
+	}
+	rb := &rollback{e: e, h: h, client: client, batchID: batchID, act: &act}
+	for _, typ := range rollbackOrder {
+		for i := range rows {
+			if rows[i].Type == typ {
+				rb.one(ctx, &rows[i])
+			}
+		}
+	}
+	failed := 0
+	for _, o := range act.Objects {
+		if o.Result == "failed" {
+			failed++
+		}
+	}
+	if failed == 0 {
+		act.Status, act.Message = "completed", fmt.Sprintf("rolled back: %s", rb.summary())
+		if err := e.Store.MarkRolledBack(ctx, batchID); err != nil {
+			return act, err
+		}
+	} else {
+		act.Status, act.Message = "partial", fmt.Sprintf("%d object(s) could not be deleted; run the rollback again once the host is reachable: %s", failed, rb.summary())
+	}
+	return act, e.Store.SetBatchAction(ctx, batchID, act)
+}
+
+type rollback struct {
+	e        *Engine
+	h        *store.Host
+	client   HostClient
+	batchID  string
+	act      *store.Action
+	token    string
+	accounts map[int64][]int64 // group id -> account ids, loaded once
+}
+
+func (rb *rollback) summary() string {
+	counts := map[string]int{}
+	for _, o := range rb.act.Objects {
+		counts[o.Result]++
+	}
+	var parts []string
+	for _, r := range []string{"deleted", "already_gone", "kept", "failed"} {
+		if counts[r] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", counts[r], r))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func (rb *rollback) record(r *store.Resource, result, detail string) {
+	id := ""
+	if r.HostResourceID != nil {
+		id = *r.HostResourceID
+	}
+	rb.act.Objects = append(rb.act.Objects, store.ActionObject{ResourceType: r.Type, HostResourceID: id, Name: r.Name, Result: result, Detail: detail})
+}
+
+func (rb *rollback) one(ctx context.Context, r *store.Resource) {
+	if r.State == store.ResourceDeleted {
+		return // done by an earlier run: idempotent
+	}
+	id, ok := hostID(r)
+	if !ok {
+		// An intent that never reached the host (or whose create result was lost): look
+		// it up by provenance name before deciding.
+		if found, fid := rb.findByName(ctx, r); found {
+			id, ok = fid, true
+		} else {
+			rb.mark(ctx, r, store.ResourceDeleted, "already_gone", "never created on the host")
+			return
+		}
+	}
+	if r.State == store.ResourceAdopted && r.Type == store.TypeUser {
+		rb.record(r, "kept", "adopted, not created by cn-relay-manager")
+		return
+	}
+	if keep, why := rb.shared(ctx, r, id); keep {
+		rb.record(r, "kept", why)
+		return
+	}
+	err := rb.delete(ctx, r, id)
+	switch {
+	case err == nil:
+		rb.mark(ctx, r, store.ResourceDeleted, "deleted", "")
+	case host.IsNotFound(err):
+		rb.mark(ctx, r, store.ResourceDeleted, "already_gone", "the host no longer had it")
+	default:
+		rb.record(r, "failed", describe(err))
+		if r.Details == nil {
+			r.Details = map[string]any{}
+		}
+		r.Details["rollback_error"] = describe(err)
+		_ = rb.e.Store.UpdateResourceDetails(ctx, r)
+	}
+}
+
+func (rb *rollback) mark(ctx context.Context, r *store.Resource, state, result, detail string) {
+	r.State = state
+	if r.Details == nil {
+		r.Details = map[string]any{}
+	}
+	delete(r.Details, "rollback_error")
+	if err := rb.e.Store.UpdateResourceDetails(ctx, r); err != nil {
+		rb.record(r, "failed", "deleted on the host but the ledger update failed: "+err.Error())
+		return
+	}
+	rb.record(r, result, detail)
+}
+
+func (rb *rollback) findByName(ctx context.Context, r *store.Resource) (bool, int64) {
+	switch r.Type {
+	case store.TypeGroup:
+		if g, err := rb.client.FindGroupByName(ctx, r.Name); err == nil && g != nil {
+			return true, g.ID
+		}
+	case store.TypeAccount:
+		if list, err := rb.client.ListAccounts(ctx, r.Name); err == nil {
+			for _, a := range list {
+				if a.Name == r.Name {
+					return true, a.ID
+				}
+			}
+		}
+	}
+	return false, 0
+}
+
+// shared reports whether an object must be kept because something outside this batch
+// still uses it.
+func (rb *rollback) shared(ctx context.Context, r *store.Resource, id int64) (bool, string) {
+	switch r.Type {
+	case store.TypeUser:
+		others, _, err := rb.e.Store.ListResources(ctx, store.ResourceFilter{HostID: rb.h.ID, Type: store.TypeKey})
+		if err != nil {
+			return true, "could not check other batches: " + err.Error()
+		}
+		for _, o := range others {
+			if o.BatchID != rb.batchID && o.State != store.ResourceDeleted && o.State != store.ResourceMissing {
+				return true, "still used by batch " + o.BatchID
+			}
+		}
+	case store.TypeGroup:
+		if rb.accounts == nil {
+			rb.accounts = map[int64][]int64{}
+			list, err := rb.client.ListAccounts(ctx, "")
+			if err != nil {
+				return true, "could not list the group's accounts: " + describe(err)
+			}
+			for _, a := range list {
+				for _, g := range a.GroupIDs {
+					rb.accounts[g] = append(rb.accounts[g], a.ID)
+				}
+			}
+		}
+		if n := len(rb.accounts[id]); n > 0 {
+			return true, fmt.Sprintf("the group still holds %d account(s) not deleted by this rollback", n)
+		}
+	}
+	return false, ""
+}
+
+func (rb *rollback) delete(ctx context.Context, r *store.Resource, id int64) error {
+	switch r.Type {
+	case store.TypeSubscription:
+		return rb.client.RevokeSubscription(ctx, id)
+	case store.TypeKey:
+		tok, err := rb.userToken(ctx)
+		if err != nil {
+			return err
+		}
+		return rb.client.DeleteKey(ctx, tok, id)
+	case store.TypeUser:
+		return rb.client.DeleteUser(ctx, id)
+	case store.TypeAccount:
+		if err := rb.client.DeleteAccount(ctx, id); err != nil {
+			return err
+		}
+		if rb.accounts != nil {
+			for g, ids := range rb.accounts {
+				rb.accounts[g] = removeID(ids, id)
+			}
+		}
+		return nil
+	case store.TypeGroup:
+		return rb.client.DeleteGroup(ctx, id)
+	}
+	return fmt.Errorf("unknown resource type %q", r.Type)
+}
+
+func removeID(ids []int64, id int64) []int64 {
+	out := ids[:0]
+	for _, x := range ids {
+		if x != id {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// userToken logs in as the managed user: deleting a key needs its owner's JWT.
+func (rb *rollback) userToken(ctx context.Context) (string, error) {
+	if rb.token != "" {
+		return rb.token, nil
+	}
+	users, _, err := rb.e.Store.ListResources(ctx, store.ResourceFilter{HostID: rb.h.ID, Type: store.TypeUser})
+	if err != nil {
+		return "", err
+	}
+	for _, u := range users {
+		pw, err := rb.e.Box.Open(u.SecretEnc)
+		if err != nil || pw == "" {
+			continue
+		}
+		s, err := rb.client.Login(ctx, u.Name, pw)
+		if err != nil {
+			return "", fmt.Errorf("log in as managed user to delete keys: %w", err)
+		}
+		rb.token = s.AccessToken
+		return rb.token, nil
+	}
+	return "", errors.New("no managed user with a known password in the ledger")
+}

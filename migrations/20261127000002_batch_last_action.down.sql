@@ -1,0 +1,3 @@
+DROP INDEX reconcile_runs_slot;
+--bun:split
+ALTER TABLE batches DROP COLUMN last_action;
