@@ -178,4 +178,3 @@ func (s *Server) getReconcileRun(c *fiber.Ctx) error {
 	}
 	return c.JSON(run)
 }
-
