@@ -60,6 +60,9 @@ func Record(ctx context.Context, e Exchange) {
 	if len(e.Preview) > PreviewLimit {
 		e.Preview = e.Preview[:PreviewLimit]
 	}
+	// PostgreSQL text columns cannot hold NUL bytes; an upstream may send them.
+	e.Preview = strings.ToValidUTF8(strings.ReplaceAll(e.Preview, "\x00", ""), "?")
+	e.Error = strings.ReplaceAll(e.Error, "\x00", "")
 	r.mu.Lock()
 	r.ex = append(r.ex, e)
 	r.mu.Unlock()

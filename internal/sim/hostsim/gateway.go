@@ -109,7 +109,14 @@ func (s *Server) routable(g *group) []*account {
 		if a.rateLimitResetAt != nil && now.Before(*a.rateLimitResetAt) {
 			continue
 		}
-		if now.Before(a.createdAt.Add(a.behavior.ChatWarmup)) {
+		warmStart := a.createdAt
+		if a.behavior.WarmupFromFirstUse {
+			if a.firstRouted.IsZero() {
+				a.firstRouted = now
+			}
+			warmStart = a.firstRouted
+		}
+		if now.Before(warmStart.Add(a.behavior.ChatWarmup)) {
 			continue
 		}
 		out = append(out, a)

@@ -40,6 +40,10 @@ type Behavior struct {
 	// ChatWarmup: for this long after creation the account is ignored by
 	// gateway routing (/v1/models and chat).
 	ChatWarmup time.Duration
+	// WarmupFromFirstUse starts the ChatWarmup period at the first gateway request
+	// that considers the account instead of at its creation, so every account is seen
+	// warming up for the full period however late it is first used (load tests).
+	WarmupFromFirstUse bool
 	// UnknownKeyCache: a gateway call with a key value that does not exist
 	// yet is cached as invalid for this long after that premature call.
 	UnknownKeyCache time.Duration

@@ -46,6 +46,7 @@ type account struct {
 	tempUnschedReason string
 	behavior          Behavior
 	testsRun          int
+	firstRouted       time.Time // first gateway request that considered it (WarmupFromFirstUse)
 }
 
 type user struct {

@@ -1,0 +1,125 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/cn-relay-manager/cn-relay-manager/internal/config"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/sim/hostsim"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/sim/upstreamsim"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
+)
+
+// Waiting in the confirmation window holds no worker slot: 200 items that each wait 10 s
+// for the host, with worker concurrency 5, finish in well under a minute (holding slots
+// would need 200 × 10 s / 5 = 400 s). Under the race detector, which slows the in-process
+// simulators about fivefold on 2 cores, 60 items prove the same (held slots: 120 s).
+func TestWaitsHoldNoWorkerSlots(t *testing.T) {
+	n := 200
+	if raceEnabled {
+		n = 60
+	}
+	up, err := upstreamsim.Start(upstreamsim.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	adminKey := "admin-" + secret.RandomToken(32)
+	hs, err := hostsim.Start(hostsim.Options{AdminAPIKey: adminKey, Default: hostsim.Behavior{ChatWarmup: 10 * time.Second, WarmupFromFirstUse: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hs.Close()
+
+	dir := t.TempDir()
+	cfg := config.Defaults()
+	cfg.DataDir, cfg.DatabaseURL = dir, filepath.Join(dir, "w.db")
+	cfg.MasterKey = "app-test-master-key-0000"
+	cfg.WorkerConcurrency = 5
+	cfg.WindowDeadline = 2 * time.Minute
+	cfg.WindowSchedule = []time.Duration{2 * time.Second, 3 * time.Second}
+	cfg.SweepInterval = 10 * time.Second
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a, err := New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+
+	sealedAdmin, _ := a.Box.Seal(adminKey)
+	h := &store.Host{Name: "sim", AdminURL: hs.URL(), PublicURL: hs.URL(), AuthKind: "api_key", AdminKeyEnc: sealedAdmin}
+	if err := a.Engine.ProbeHost(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Store.CreateHost(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	b := &store.Batch{HostID: h.ID, Mode: "self_service"}
+	var items []*store.Item
+	for i := 0; i < n; i++ {
+		key := fmt.Sprintf("sk-slots-%06d-abcdef", i)
+		up.AddKey(key, upstreamsim.ModeOK)
+		sealed, _ := a.Box.Seal(key)
+		items = append(items, &store.Item{Name: key, BaseURL: up.BaseURL("deepseek"), ProviderHint: "deepseek", APIKeyEnc: sealed,
+			KeyMasked: secret.Mask(key), KeyFingerprint: a.Box.Fingerprint(key), RequestedModels: []string{"deepseek-flash"}, Step: "import"})
+	}
+	if err := a.Store.CreateBatch(ctx, b, items); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for _, it := range items {
+		if err := a.Queue.EnqueueStep(ctx, it.Step, it.ID, it.Seq, start); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.RunWorker(ctx) }()
+	for {
+		got, err := a.Store.GetBatch(ctx, b.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Status == store.BatchSucceeded {
+			break
+		}
+		if got.Status != store.BatchRunning && got.Status != store.BatchQueued {
+			counts, _ := a.Store.StatusCounts(ctx, b.ID)
+			t.Fatalf("batch ended %s: %v", got.Status, counts)
+		}
+		if time.Since(start) > 60*time.Second {
+			counts, _ := a.Store.StatusCounts(ctx, b.ID)
+			dumpDurations(t, a.Store, items)
+			t.Fatalf("not finished after 60 s: %v", counts)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	wall := time.Since(start)
+	cancel()
+	<-done
+	t.Logf("%d items, each waiting 10 s, concurrency 5: %.1fs (holding slots would take %ds)", n, wall.Seconds(), n*10/5)
+	waits := 0
+	for _, it := range items {
+		atts, _ := a.Store.ListAttempts(context.Background(), it.ID)
+		for _, at := range atts {
+			if at.Outcome == store.OutcomeWaiting {
+				waits++
+			}
+		}
+	}
+	if waits < n {
+		t.Fatalf("%d waiting attempts for %d items: the warm-up was not exercised for every item", waits, n)
+	}
+	if wall < 10*time.Second {
+		t.Fatalf("finished in %s, before the 10 s warm-up could pass", wall)
+	}
+	if c := hs.Counts(); c.Accounts != n || c.Keys != n {
+		t.Fatalf("host objects %+v", c)
+	}
+}
