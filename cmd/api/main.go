@@ -14,10 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gofiber/fiber/v2"
-	"github.com/gofiber/fiber/v2/middleware/adaptor"
-	"github.com/hibiken/asynqmon"
-
 	"github.com/cn-relay-manager/cn-relay-manager/internal/app"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/config"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/demo"
@@ -104,14 +100,8 @@ func serve(ctx context.Context, args []string) error {
 		go func() { workerDone <- a.RunWorker(wctx) }()
 	}
 
-	srv := a.APIServer(token)
-	web := srv.NewApp()
-	mon := asynqmon.New(asynqmon.Options{RootPath: "/monitoring", RedisConnOpt: a.Conn, ReadOnly: false})
-	defer mon.Close()
-	h := adaptor.HTTPHandler(mon)
-	web.All("/monitoring", srv.Auth, h)
-	web.All("/monitoring/*", srv.Auth, h)
-	web.Use(func(c *fiber.Ctx) error { return fiber.ErrNotFound })
+	web, closer := a.HTTPApp(token)
+	defer closer.Close()
 
 	errc := make(chan error, 1)
 	go func() { errc <- web.Listen(cfg.ListenAddr) }()

@@ -236,7 +236,8 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		}
 		fmt.Fprintf(o.Progress, "%s is busy; serving the API on %s instead\n", cfg.ListenAddr, ln.Addr())
 	}
-	web := a.APIServer(token).NewApp()
+	web, closer := a.HTTPApp(token)
+	defer closer.Close()
 	go web.Listener(ln)  //nolint:errcheck
 	defer web.Shutdown() //nolint:errcheck
 	base := "http://" + ln.Addr().String()
@@ -305,7 +306,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		printTable(o.Out, sum)
 	}
 	if !o.Exit {
-		fmt.Fprintf(o.Progress, "still serving the API on %s with the simulators; press Ctrl-C to stop\n", base)
+		fmt.Fprintf(o.Progress, "still serving on %s: pages at %s/batches/%s (log in with the token), queue at %s/monitoring; press Ctrl-C to stop\n", base, base, sum.BatchID, base)
 		<-ctx.Done()
 	}
 	return sum, nil

@@ -1,0 +1,28 @@
+package app
+
+import (
+	"io"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
+	"github.com/hibiken/asynqmon"
+
+	"github.com/cn-relay-manager/cn-relay-manager/internal/web"
+)
+
+// HTTPApp builds the whole HTTP surface: the REST API, the web pages and asynqmon at
+// /monitoring behind the same authentication (bearer token or UI session). The returned
+// closer releases asynqmon's Redis connections.
+func (a *App) HTTPApp(token string) (*fiber.App, io.Closer) {
+	srv := a.APIServer(token)
+	app := srv.NewApp()
+	pages := &web.Handler{Store: a.Store, Actions: srv, Token: token, Log: a.Log}
+	pages.Mount(app)
+	// Payloads in the queue are IDs only, so asynqmon shows nothing secret.
+	mon := asynqmon.New(asynqmon.Options{RootPath: "/monitoring", RedisConnOpt: a.Conn})
+	h := adaptor.HTTPHandler(mon)
+	app.All("/monitoring", pages.Protect, h)
+	app.All("/monitoring/*", pages.Protect, h)
+	app.Use(func(c *fiber.Ctx) error { return fiber.ErrNotFound })
+	return app, mon
+}
