@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -42,6 +43,9 @@ type Config struct {
 	AdminPassword string        // password for AdminEmail
 	HTTPClient    *http.Client  // nil = &http.Client{Timeout: Timeout}
 	Timeout       time.Duration // default 30s
+	// TransientRetries is how often a dropped connection, timeout or 5xx of the admin and
+	// user API is retried at once (0 = DefaultTransientRetries, negative = never).
+	TransientRetries int
 }
 
 // Client talks to one sub2api host. It is safe for concurrent use.
@@ -163,6 +167,20 @@ func redactText(text string, secrets ...string) string {
 // the caller.
 func (c *Client) send(ctx context.Context, r request) (*response, error) {
 	resp, usedJWT, err := c.sendOnce(ctx, r)
+	// Transient failures of the admin and user API (dropped connections, timeouts, 5xx
+	// from a restarting or overloaded host) are retried a few times right here. Every
+	// write this product makes is safe to repeat: creates carry an Idempotency-Key or a
+	// natural key that answers 409 (then adopted), deletes are idempotent. Gateway calls
+	// are never retried here: their 5xx answers carry meaning (warm-up, upstream errors)
+	// that the pipeline must see.
+	for attempt := 0; attempt < c.transientRetries() && r.target != "gateway" && transient(resp, err); attempt++ {
+		select {
+		case <-ctx.Done():
+			return resp, err
+		case <-time.After(retryDelay(attempt)):
+		}
+		resp, usedJWT, err = c.sendOnce(ctx, r)
+	}
 	if err != nil || !usedJWT || resp.status != http.StatusUnauthorized {
 		return resp, err
 	}
@@ -413,4 +431,35 @@ func snippet(body []byte, secrets []string) string {
 		s = s[:200] + "…"
 	}
 	return redactText(s, secrets...)
+}
+
+// DefaultTransientRetries is how often a transient admin/user API failure is retried.
+const DefaultTransientRetries = 3
+
+func (c *Client) transientRetries() int {
+	if c.cfg.TransientRetries < 0 {
+		return 0
+	}
+	if c.cfg.TransientRetries == 0 {
+		return DefaultTransientRetries
+	}
+	return c.cfg.TransientRetries
+}
+
+// transient reports whether an exchange failed in a way worth repeating at once.
+func transient(resp *response, err error) bool {
+	if err != nil {
+		he, ok := AsError(err)
+		return ok && he.Status == 0 && he.Code == CodeTransport
+	}
+	switch resp.status {
+	case http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
+func retryDelay(attempt int) time.Duration {
+	d := 200 * time.Millisecond << attempt
+	return d + time.Duration(rand.Int64N(int64(d/2)))
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/cn-relay-manager/cn-relay-manager/internal/evidence"
@@ -129,9 +130,10 @@ func TestTransportError(t *testing.T) {
 	if errors.Unwrap(he) == nil {
 		t.Error("Unwrap nil")
 	}
+	// The first try and every transient retry are recorded, so retries are visible.
 	ex := rec.Exchanges()
-	if len(ex) != 1 || ex[0].Status != 0 || ex[0].Error == "" {
-		t.Errorf("transport exchange %+v", ex)
+	if len(ex) != 1+DefaultTransientRetries || ex[0].Status != 0 || ex[0].Error == "" {
+		t.Errorf("transport exchanges %+v", ex)
 	}
 	if f := Failure(err); f.Class != failure.Internal || !f.Retryable {
 		t.Errorf("transport failure %+v", f)
@@ -216,5 +218,40 @@ func TestWithSecretsRedactsUnpatternedSecrets(t *testing.T) {
 	}
 	if p := rec.Exchanges()[0].Preview; strings.Contains(p, "SecretPart") {
 		t.Errorf("preview %s", p)
+	}
+}
+
+// A host answering 500 twice then 200 is retried transparently for admin calls, never
+// for gateway calls (whose 5xx carry meaning).
+func TestTransientRetries(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := calls.Add(1)
+		if n <= 2 {
+			w.WriteHeader(500)
+			w.Write([]byte(`{"code":500,"message":"internal error"}`))
+			return
+		}
+		if strings.HasPrefix(r.URL.Path, "/v1/") {
+			w.WriteHeader(503)
+			w.Write([]byte(`{"error":{"message":"Service temporarily unavailable","type":"api_error"}}`))
+			return
+		}
+		w.Write([]byte(`{"code":0,"message":"success","data":{"id":7,"name":"g"}}`))
+	}))
+	defer srv.Close()
+	c := New(Config{AdminURL: srv.URL, AdminAPIKey: testAdminKey})
+	g, err := c.GetGroup(context.Background(), 7)
+	if err != nil || g.ID != 7 || calls.Load() != 3 {
+		t.Fatalf("GetGroup after two 500s: %+v %v (calls %d)", g, err, calls.Load())
+	}
+	calls.Store(10)
+	if _, err := c.GatewayModels(context.Background(), "sk-end-user-key-0000000001"); err == nil || calls.Load() != 11 {
+		t.Fatalf("gateway call retried or succeeded: %v (calls %d)", err, calls.Load())
+	}
+	none := New(Config{AdminURL: srv.URL, AdminAPIKey: testAdminKey, TransientRetries: -1})
+	calls.Store(0)
+	if _, err := none.GetGroup(context.Background(), 7); err == nil || calls.Load() != 1 {
+		t.Fatalf("TransientRetries -1 still retried: %v (calls %d)", err, calls.Load())
 	}
 }

@@ -168,8 +168,11 @@ func (e *Engine) persist(ctx context.Context, sc *stepContext, step string, seq 
 	if res.next != "" {
 		if res.next == step && res.sameStep {
 			it.StepAttempts++
+			if res.outcome == store.OutcomeRetry {
+				it.StepRetries++
+			}
 		} else {
-			it.StepAttempts = 0
+			it.StepAttempts, it.StepRetries = 0, 0
 		}
 		it.Step = res.next
 		at := e.now().Add(res.delay)
@@ -294,7 +297,8 @@ func (e *Engine) waitOrTimeout(sc *stepContext, step, status, why string, class 
 		return result{outcome: store.OutcomeFailed, class: class, status: store.ItemFailed,
 			message: "confirmation window closed: " + why}
 	}
-	delay := sched[min(sc.item.StepAttempts, len(sched)-1)]
+	waits := sc.item.StepAttempts - sc.item.StepRetries
+	delay := sched[min(max(waits, 0), len(sched)-1)]
 	if left := sc.item.WindowDeadline.Sub(now); delay > left {
 		delay = left
 	}
@@ -312,17 +316,17 @@ func (e *Engine) retryOrFail(sc *stepContext, step, status string, err error) re
 	if maxRetries <= 0 {
 		maxRetries = 6
 	}
-	if fe.Retryable && sc.item.StepAttempts < maxRetries {
+	if fe.Retryable && sc.item.StepRetries < maxRetries {
 		base := e.Settings.RetryBase
 		if base <= 0 {
 			base = time.Second
 		}
-		delay := base << min(sc.item.StepAttempts, 5)
+		delay := base << min(sc.item.StepRetries, 5)
 		if fe.RetryAfter > delay {
 			delay = fe.RetryAfter
 		}
 		return result{outcome: store.OutcomeRetry, class: fe.Class, status: status, next: step, sameStep: true, delay: delay,
-			message: fmt.Sprintf("%s (retry %d/%d in %s)", fe.Error(), sc.item.StepAttempts+1, maxRetries, delay)}
+			message: fmt.Sprintf("%s (retry %d/%d in %s)", fe.Error(), sc.item.StepRetries+1, maxRetries, delay)}
 	}
 	return result{outcome: store.OutcomeFailed, class: fe.Class, status: store.ItemFailed, message: fe.Error()}
 }

@@ -146,10 +146,10 @@ func (s *Store) RetryFailed(ctx context.Context, batchID string, firstStep strin
 		for i := range out {
 			it := &out[i]
 			it.Seq++
-			it.Step, it.Status, it.StepAttempts = firstStep, ItemSubmitted, 0
+			it.Step, it.Status, it.StepAttempts, it.StepRetries = firstStep, ItemSubmitted, 0, 0
 			it.FailureClass, it.FailureMessage, it.WindowDeadline, it.FinishedAt = "", "", nil, nil
 			it.NextRunAt, it.UpdatedAt = &now, now
-			if _, err := tx.NewUpdate().Model(it).Column("seq", "step", "status", "step_attempts", "failure_class", "failure_message",
+			if _, err := tx.NewUpdate().Model(it).Column("seq", "step", "status", "step_attempts", "step_retries", "failure_class", "failure_message",
 				"window_deadline", "finished_at", "next_run_at", "updated_at").WherePK().Exec(ctx); err != nil {
 				return err
 			}

@@ -149,6 +149,7 @@ type Item struct {
 	Step            string         `bun:"step" json:"step,omitempty"`
 	Seq             int            `bun:"seq" json:"seq"`
 	StepAttempts    int            `bun:"step_attempts" json:"step_attempts"`
+	StepRetries     int            `bun:"step_retries" json:"step_retries"` // transient-error retries in the current step
 	NextRunAt       *time.Time     `bun:"next_run_at" json:"next_run_at,omitempty"`
 	WindowDeadline  *time.Time     `bun:"window_deadline" json:"window_deadline,omitempty"`
 	FailureClass    string         `bun:"failure_class" json:"failure_class,omitempty"`
