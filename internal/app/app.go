@@ -19,6 +19,7 @@ import (
 	"github.com/cn-relay-manager/cn-relay-manager/internal/api"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/catalog"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/config"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/egress"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/pipeline"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
@@ -74,7 +75,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	a.Queue = &jobs.Queue{Client: a.Client, Inspector: a.Inspector}
 	a.Engine = &pipeline.Engine{
 		Store: a.Store, Box: a.Box, Catalog: a.Catalog,
-		Prober: upstream.NewProber(upstream.Options{Catalog: a.Catalog}),
+		Prober: upstream.NewProber(upstream.Options{Catalog: a.Catalog,
+			HTTPClient: egress.Policy{AllowPrivate: cfg.AllowPrivateUpstreams}.Client(2 * time.Minute)}),
 		Settings: pipeline.Settings{
 			ManagedUserEmail: cfg.ManagedUserEmail, TopUpAmount: cfg.TopUpAmount, ValidityDays: cfg.ValidityDays,
 			WindowDeadline: cfg.WindowDeadline, WindowSchedule: cfg.WindowSchedule,

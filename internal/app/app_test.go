@@ -42,6 +42,7 @@ func TestWaitsHoldNoWorkerSlots(t *testing.T) {
 	cfg.DataDir, cfg.DatabaseURL = dir, filepath.Join(dir, "w.db")
 	cfg.MasterKey = "app-test-master-key-0000"
 	cfg.WorkerConcurrency = 5
+	cfg.AllowPrivateUpstreams = true
 	cfg.WindowDeadline = 2 * time.Minute
 	cfg.WindowSchedule = []time.Duration{2 * time.Second, 3 * time.Second}
 	cfg.SweepInterval = 10 * time.Second

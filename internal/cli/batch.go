@@ -42,13 +42,15 @@ type waitFlags struct {
 func addWaitFlags(fs interface {
 	Bool(string, bool, string) *bool
 	Duration(string, time.Duration, string) *time.Duration
-}) waitFlags {
+}, help string) waitFlags {
 	return waitFlags{
-		wait:     fs.Bool("wait", false, "follow the batch until every item is final, then print the table"),
+		wait:     fs.Bool("wait", false, help),
 		interval: fs.Duration("interval", time.Second, "with --wait: how often to poll the API"),
-		timeout:  fs.Duration("timeout", 0, "with --wait: stop waiting after this long (0 = no limit; the batch keeps running)"),
+		timeout:  fs.Duration("timeout", 0, "with --wait: stop waiting after this long (0 = no limit; the work keeps running)"),
 	}
 }
+
+const waitBatchHelp = "follow the batch until every item is final, then print the table"
 
 func (e *env) batchSubmit(args []string) error {
 	fs := e.newFlagSet("batch submit", "batch submit --host ID|NAME [flags] [FILE|-]")
@@ -60,7 +62,7 @@ func (e *env) batchSubmit(args []string) error {
 	schedule := fs.String("window-schedule", "", "confirmation re-check delays, e.g. 2s,5s,10s (the API's window.schedule_s)")
 	name := fs.String("name", "", "batch name")
 	format := fs.String("format", FormatAuto, "input format: auto, csv, jsonl or lines")
-	wf := addWaitFlags(fs)
+	wf := addWaitFlags(fs, waitBatchHelp)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -541,6 +543,7 @@ func (e *env) batchShow(args []string) error {
 	kv("created", fmtTime(&b.CreatedAt))
 	kv("finished", fmtTime(b.FinishedAt))
 	tw.Flush()
+	e.printAction(b.LastAction)
 	fmt.Fprintln(e.stdout)
 	if err := itemsTable(e.stdout, items, true); err != nil {
 		return err
@@ -662,7 +665,7 @@ func capabilityText(c map[string]any) string {
 
 func (e *env) batchRetry(args []string) error {
 	fs := e.newFlagSet("batch retry", "batch retry ID [--wait]")
-	wf := addWaitFlags(fs)
+	wf := addWaitFlags(fs, waitBatchHelp)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -718,16 +721,18 @@ func (e *env) batchCancel(args []string) error {
 }
 
 func (e *env) batchRollback(args []string) error {
-	return e.batchAction(args, "rollback", "rollback ID: delete what this batch created on the host")
+	return e.batchAction(args, "rollback", "rollback ID [--wait]: delete what this batch created on the host")
 }
 
 func (e *env) batchReconcile(args []string) error {
-	return e.batchAction(args, "reconcile", "reconcile ID: compare the batch's ledger with the host")
+	return e.batchAction(args, "reconcile", "reconcile ID [--wait]: compare the batch's ledger with the host")
 }
 
-// batchAction POSTs /batches/{id}/{action} and prints the answer.
+// batchAction POSTs /batches/{id}/{action} and prints the answer; with --wait it follows
+// the queued operation to its end (rollback: the batch's last_action; reconcile: the run).
 func (e *env) batchAction(args []string, action, usage string) error {
 	fs := e.newFlagSet("batch "+action, "batch "+usage)
+	wf := addWaitFlags(fs, "follow the queued "+action+" until it finishes, then print its outcome")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -736,15 +741,142 @@ func (e *env) batchAction(args []string, action, usage string) error {
 	if err != nil {
 		return err
 	}
+	var before *time.Time
+	if *wf.wait && action == "rollback" {
+		b, _, err := e.client.getBatch(e.ctx, id)
+		if err != nil {
+			return err
+		}
+		before = b.LastAction.Finished
+	}
 	raw, err := e.client.Do(e.ctx, http.MethodPost, "/api/v1/batches/"+url.PathEscape(id)+"/"+action, nil, struct{}{}, nil)
 	if err != nil {
 		return err
 	}
-	if e.json() {
-		return e.printJSON(raw)
+	if !*wf.wait {
+		if e.json() {
+			return e.printJSON(raw)
+		}
+		fmt.Fprintf(e.stdout, "batch %s: %s requested\n", id, action)
+		return printGeneric(e.stdout, raw)
 	}
-	fmt.Fprintf(e.stdout, "batch %s: %s requested\n", id, action)
-	return printGeneric(e.stdout, raw)
+	fmt.Fprintf(e.stderr, "batch %s: %s queued; waiting for it to finish\n", id, action)
+	if action == "rollback" {
+		return e.waitRollback(id, before, wf)
+	}
+	var run reconcileRunView
+	if err := json.Unmarshal(raw, &run); err != nil || run.ID == "" {
+		return fmt.Errorf("the reconcile answer holds no run id; follow it with: crmctl batch show %s", id)
+	}
+	return e.waitReconcile(run.ID, wf)
+}
+
+// poll calls check every interval until it reports done, the timeout passes or ctx ends.
+func (e *env) poll(wf waitFlags, what string, check func() (bool, error)) error {
+	interval := *wf.interval
+	if interval <= 0 {
+		interval = time.Second
+	}
+	var deadline <-chan time.Time
+	if *wf.timeout > 0 {
+		t := time.NewTimer(*wf.timeout)
+		defer t.Stop()
+		deadline = t.C
+	}
+	for {
+		done, err := check()
+		if err != nil || done {
+			return err
+		}
+		select {
+		case <-e.ctx.Done():
+			return fmt.Errorf("stopped waiting for %s (%w); it keeps running", what, e.ctx.Err())
+		case <-deadline:
+			return fmt.Errorf("%s has not finished after %s; it keeps running", what, *wf.timeout)
+		case <-time.After(interval):
+		}
+	}
+}
+
+func (e *env) waitRollback(id string, before *time.Time, wf waitFlags) error {
+	var b batchView
+	var raw json.RawMessage
+	err := e.poll(wf, "the rollback of batch "+id, func() (bool, error) {
+		var err error
+		b, raw, err = e.client.getBatch(e.ctx, id)
+		if err != nil {
+			return false, err
+		}
+		f := b.LastAction.Finished
+		return b.LastAction.Kind == "rollback" && f != nil && (before == nil || !f.Equal(*before)), nil
+	})
+	if err != nil {
+		return err
+	}
+	if e.json() {
+		if err := e.printJSON(raw); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(e.stdout, "batch %s: %s  %s\n", b.ID, b.Status, countsText(b.Counts, b.ItemCount))
+		e.printAction(b.LastAction)
+	}
+	if b.LastAction.Status != "completed" {
+		fmt.Fprintf(e.stderr, "crmctl: rollback %s: %s\n", dash(b.LastAction.Status), oneLine(b.LastAction.Message))
+		return errItemsFailed
+	}
+	return nil
+}
+
+func (e *env) printAction(a actionView) {
+	if a.Kind == "" {
+		return
+	}
+	fmt.Fprintf(e.stdout, "last action: %s %s (%s)  %s\n", a.Kind, dash(a.Status), fmtTime(a.Finished), oneLine(a.Message))
+	if len(a.Objects) == 0 {
+		return
+	}
+	tw := newTable(e.stdout)
+	fmt.Fprintln(tw, "RESULT\tTYPE\tHOST ID\tNAME\tDETAIL")
+	for _, o := range a.Objects {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", o.Result, o.ResourceType, dash(o.HostResourceID), oneLine(o.Name), oneLine(o.Detail))
+	}
+	tw.Flush()
+}
+
+func (e *env) waitReconcile(runID string, wf waitFlags) error {
+	var run reconcileRunView
+	var raw json.RawMessage
+	err := e.poll(wf, "reconcile run "+runID, func() (bool, error) {
+		var err error
+		run = reconcileRunView{}
+		raw, err = e.client.Do(e.ctx, http.MethodGet, "/api/v1/reconcile-runs/"+url.PathEscape(runID), nil, nil, &run)
+		return err == nil && run.Status != "queued" && run.Status != "running" && run.Status != "", err
+	})
+	if err != nil {
+		return err
+	}
+	if e.json() {
+		if err := e.printJSON(raw); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(e.stdout, "reconcile run %s: %s  %s\n", run.ID, run.Status, oneLine(run.Summary))
+		if len(run.Findings) > 0 {
+			tw := newTable(e.stdout)
+			fmt.Fprintln(tw, "KIND\tTYPE\tHOST ID\tNAME\tDETAIL")
+			for _, f := range run.Findings {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", f.Kind, f.ResourceType, dash(f.HostResourceID), oneLine(f.Name), oneLine(f.Detail))
+			}
+			tw.Flush()
+		} else {
+			fmt.Fprintln(e.stdout, "no differences between the ledger and the host")
+		}
+	}
+	if run.Status != "completed" {
+		return fmt.Errorf("reconcile run %s ended %s", run.ID, run.Status)
+	}
+	return nil
 }
 
 // printGeneric prints an answer whose exact shape the CLI does not know: a "batch" object

@@ -121,8 +121,8 @@ commands:
   batch show ID [--item ITEM]
   batch retry ID [--wait]
   batch cancel ID
-  batch rollback ID
-  batch reconcile ID
+  batch rollback ID [--wait]
+  batch reconcile ID [--wait]
 
 global flags (also accepted after the command):
   --api URL        API base URL (env CRM_API_URL, default http://127.0.0.1:8080)

@@ -401,3 +401,31 @@ func TestHostsAddSecretFromStdin(t *testing.T) {
 		t.Errorf("auth failed: %d %s", r.code, r.stderr)
 	}
 }
+
+func TestRollbackWaitPartial(t *testing.T) {
+	f := newFakeAPI(t)
+	var mu sync.Mutex
+	posted := false
+	old := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	f.handle("GET /api/v1/batches/b-1", func(*http.Request, []byte) (int, any) {
+		mu.Lock()
+		defer mu.Unlock()
+		act := map[string]any{"kind": "rollback", "status": "completed", "message": "old", "finished_at": old}
+		if posted {
+			act = map[string]any{"kind": "rollback", "status": "partial", "message": "1 object(s) could not be deleted",
+				"finished_at": old.Add(time.Hour), "objects": []map[string]any{{"resource_type": "account", "host_resource_id": "7", "name": "crm-a", "result": "failed", "detail": "503"}}}
+		}
+		return 200, map[string]any{"id": "b-1", "status": "partially_succeeded", "item_count": 1, "counts": map[string]int{"ready": 1}, "last_action": act}
+	})
+	f.handle("POST /api/v1/batches/b-1/rollback", func(*http.Request, []byte) (int, any) {
+		mu.Lock()
+		posted = true
+		mu.Unlock()
+		return 202, map[string]any{"status": "queued"}
+	})
+	r := f.run(t, "", "batch", "rollback", "b-1", "--wait", "--interval", "10ms")
+	if r.code != ExitFailed || !strings.Contains(r.stdout, "last action: rollback partial") || !strings.Contains(r.stdout, "failed  account  7") ||
+		!strings.Contains(r.stderr, "rollback partial: 1 object(s) could not be deleted") {
+		t.Errorf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}

@@ -166,6 +166,36 @@ type batchView struct {
 	Counts     map[string]int `json:"counts"`
 	CreatedAt  time.Time      `json:"created_at"`
 	FinishedAt *time.Time     `json:"finished_at"`
+	LastAction actionView     `json:"last_action"`
+}
+
+// actionView is the outcome of the batch's last rollback (or other batch-level operation).
+type actionView struct {
+	Kind    string `json:"kind"`
+	Status  string `json:"status"`
+	Message string `json:"message"`
+	Objects []struct {
+		ResourceType   string `json:"resource_type"`
+		HostResourceID string `json:"host_resource_id"`
+		Name           string `json:"name"`
+		Result         string `json:"result"`
+		Detail         string `json:"detail"`
+	} `json:"objects"`
+	Finished *time.Time `json:"finished_at"`
+}
+
+type reconcileRunView struct {
+	ID       string `json:"id"`
+	Status   string `json:"status"`
+	Summary  string `json:"summary"`
+	Findings []struct {
+		Kind           string `json:"kind"`
+		ResourceType   string `json:"resource_type"`
+		HostResourceID string `json:"host_resource_id"`
+		Name           string `json:"name"`
+		Detail         string `json:"detail"`
+	} `json:"findings"`
+	FinishedAt *time.Time `json:"finished_at"`
 }
 
 type correction struct {

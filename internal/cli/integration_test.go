@@ -43,6 +43,7 @@ func startLiveAPI(t *testing.T) *liveAPI {
 	cfg.WindowDeadline = 45 * time.Second
 	cfg.WindowSchedule = []time.Duration{time.Second, 2 * time.Second, 3 * time.Second, 5 * time.Second}
 	cfg.SweepInterval = 5 * time.Second
+	cfg.AllowPrivateUpstreams = true // the simulated providers listen on loopback
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := app.New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
@@ -206,12 +207,18 @@ func TestIntegrationSubmitWaitDemoCSV(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "0 items cancelled") {
 		t.Errorf("batch cancel of a finished batch: exit %d", r.code)
 	}
-	// rollback/reconcile are added concurrently: either they answer or the API error is shown.
-	for _, action := range []string{"reconcile", "rollback"} {
-		r = l.run(t, "", "batch", action, batchID)
-		if r.code != 0 && !strings.Contains(r.stderr, "API error") {
-			t.Errorf("batch %s: exit %d without an API error", action, r.code)
-		}
+	// reconcile and rollback are queued operations; --wait follows them.
+	r = l.run(t, "", "batch", "reconcile", batchID, "--wait", "--interval", "200ms", "--timeout", "1m")
+	if r.code != 0 || !strings.Contains(r.stdout, "reconcile run") || !strings.Contains(r.stdout, "completed") {
+		t.Errorf("batch reconcile --wait: exit %d", r.code)
+	}
+	r = l.run(t, "", "batch", "rollback", batchID, "--wait", "--interval", "200ms", "--timeout", "1m")
+	if r.code != 0 || !strings.Contains(r.stdout, "last action: rollback completed") || !strings.Contains(r.stdout, "deleted") {
+		t.Errorf("batch rollback --wait: exit %d", r.code)
+	}
+	r = l.run(t, "", "batch", "show", batchID)
+	if r.code != 0 || !strings.Contains(r.stdout, "last action: rollback completed") || !strings.Contains(r.stdout, "rolled_back") {
+		t.Errorf("batch show after rollback: exit %d", r.code)
 	}
 	// A line-number error: a bad line in plain-lines input on stdin.
 	r = l.run(t, "https://api.deepseek.com sk-one-0000000000001\nnot-a-url sk-two-0000000000002\n", "batch", "submit", "--host", "demo-host", "-")

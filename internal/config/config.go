@@ -33,6 +33,10 @@ type Config struct {
 	ManagedUserEmail string  // CRM_MANAGED_USER_EMAIL: selector for the managed end user
 	TopUpAmount      float64 // CRM_TOPUP_AMOUNT: self_service balance top-up
 	ValidityDays     int     // CRM_SUBSCRIPTION_DAYS: subscription validity
+
+	// AllowPrivateUpstreams lets upstream probes reach private and loopback addresses
+	// (CRM_ALLOW_PRIVATE_UPSTREAMS); link-local and metadata addresses stay denied.
+	AllowPrivateUpstreams bool
 }
 
 // Defaults returns the embedded defaults.
@@ -79,6 +83,7 @@ func Load(name string, args []string, getenv func(string) string) (Config, *flag
 	env("CRM_MANAGED_USER_EMAIL", str(&c.ManagedUserEmail))
 	env("CRM_TOPUP_AMOUNT", floatVar(&c.TopUpAmount))
 	env("CRM_SUBSCRIPTION_DAYS", intVar(&c.ValidityDays, 1, 36500))
+	env("CRM_ALLOW_PRIVATE_UPSTREAMS", boolVar(&c.AllowPrivateUpstreams))
 
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.StringVar(&c.ListenAddr, "listen", c.ListenAddr, "HTTP listen address (CRM_LISTEN_ADDR)")
@@ -145,6 +150,17 @@ func intVar(dst *int, lo, hi int) func(string) error {
 			return fmt.Errorf("%d is outside %d..%d", n, lo, hi)
 		}
 		*dst = n
+		return nil
+	}
+}
+
+func boolVar(dst *bool) func(string) error {
+	return func(v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("%q is not true or false", v)
+		}
+		*dst = b
 		return nil
 	}
 }

@@ -217,6 +217,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	cfg.WindowSchedule = []time.Duration{time.Second, 2 * time.Second, 3 * time.Second, 5 * time.Second}
 	cfg.SweepInterval = 5 * time.Second
 	cfg.RedisAddr = o.RedisAddr
+	cfg.AllowPrivateUpstreams = true // the simulated providers listen on loopback
 	a, err := app.New(ctx, cfg, o.Log)
 	if err != nil {
 		return nil, err

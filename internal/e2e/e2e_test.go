@@ -211,6 +211,7 @@ func baseEnv(t *testing.T, dir, listen string) []string {
 		"CRM_WINDOW_DEADLINE=60s",
 		"CRM_WINDOW_SCHEDULE=1s,2s,3s",
 		"CRM_SWEEP_INTERVAL=2s",
+		"CRM_ALLOW_PRIVATE_UPSTREAMS=true", // the simulated providers listen on loopback
 	}
 }
 

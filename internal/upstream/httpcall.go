@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/egress"
 	"io"
 	"net/http"
 	"net/url"
@@ -127,6 +128,11 @@ func (p *Prober) transportFailure(ctx context.Context, ex evidence.Exchange, sta
 		Message: fmt.Sprintf("%s %s: %s", ex.Method, ex.Path, msg)}
 	if errors.Is(err, context.DeadlineExceeded) {
 		fe.Message = fmt.Sprintf("%s %s: timed out after %s", ex.Method, ex.Path, time.Since(start).Round(time.Millisecond))
+	}
+	if errors.Is(err, egress.ErrDenied) {
+		// The SSRF guard refused the destination: retrying cannot help.
+		fe.Retryable = false
+		fe.Message = fmt.Sprintf("%s %s refused by the egress guard: %s", ex.Method, ex.Path, msg)
 	}
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		// The caller gave up (not the upstream): keep the cause for errors.Is.
