@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/cn-relay-manager/cn-relay-manager/internal/config"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/demo"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 )
 
 func main() {
@@ -26,6 +28,8 @@ func main() {
 	var err error
 	if len(os.Args) > 1 && os.Args[1] == "demo" {
 		err = runDemo(ctx, os.Args[2:])
+	} else if len(os.Args) > 1 && os.Args[1] == "rotate-master-key" {
+		err = rotateMasterKey(ctx, os.Args[2:])
 	} else {
 		err = serve(ctx, os.Args[1:])
 	}
@@ -117,5 +121,49 @@ func serve(ctx context.Context, args []string) error {
 		stopWorker()
 		<-workerDone
 	}
+	return nil
+}
+
+// rotateMasterKey re-encrypts every stored secret from CRM_MASTER_KEY (or the generated
+// key file) to CRM_NEW_MASTER_KEY in one transaction. Stop api and workers first.
+func rotateMasterKey(ctx context.Context, args []string) error {
+	cfg, _, err := config.Load("rotate-master-key", args, os.Getenv)
+	if err != nil {
+		return err
+	}
+	newKey := os.Getenv("CRM_NEW_MASTER_KEY")
+	if newKey == "" {
+		return errors.New("CRM_NEW_MASTER_KEY: required (the key to re-encrypt every secret with)")
+	}
+	oldKey, created, err := secret.LoadOrCreateMasterKey(cfg.MasterKey, cfg.DataDir)
+	if err != nil || created {
+		return fmt.Errorf("CRM_MASTER_KEY: no current master key found (%v)", err)
+	}
+	oldBox, err := secret.NewBox(oldKey)
+	if err != nil {
+		return fmt.Errorf("CRM_MASTER_KEY: %w", err)
+	}
+	newBox, err := secret.NewBox(newKey)
+	if err != nil {
+		return fmt.Errorf("CRM_NEW_MASTER_KEY: %w", err)
+	}
+	st, err := store.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := st.Migrate(ctx); err != nil {
+		return err
+	}
+	n, err := st.RotateSecrets(ctx, secret.Rotation{Old: oldBox, New: newBox})
+	if err != nil {
+		return err
+	}
+	if cfg.MasterKey == "" {
+		if err := os.WriteFile(filepath.Join(cfg.DataDir, "master.key"), []byte(newKey+"\n"), 0o600); err != nil {
+			return fmt.Errorf("secrets re-encrypted but the key file could not be updated (set CRM_MASTER_KEY to the new key): %w", err)
+		}
+	}
+	fmt.Fprintf(os.Stderr, "re-encrypted %d secrets; start every process with the new CRM_MASTER_KEY\n", n)
 	return nil
 }

@@ -158,3 +158,24 @@ func RandomToken(n int) string {
 	}
 	return hex.EncodeToString(raw)
 }
+
+// Rotation moves sealed values from one master key to another.
+type Rotation struct{ Old, New *Box }
+
+// Reseal opens with the old key and seals with the new one.
+func (r Rotation) Reseal(sealed string) (string, error) {
+	plain, err := r.Old.Open(sealed)
+	if err != nil {
+		return "", err
+	}
+	return r.New.Seal(plain)
+}
+
+// Refingerprint returns the new-key fingerprint of a value sealed with the old key.
+func (r Rotation) Refingerprint(sealed string) (string, error) {
+	plain, err := r.Old.Open(sealed)
+	if err != nil {
+		return "", err
+	}
+	return r.New.Fingerprint(plain), nil
+}
