@@ -20,6 +20,7 @@ import (
 	"github.com/cn-relay-manager/cn-relay-manager/internal/catalog"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/config"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/egress"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/limit"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/pipeline"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
@@ -40,8 +41,9 @@ type App struct {
 	Queue     *jobs.Queue
 	Engine    *pipeline.Engine
 
-	mini     *miniredis.Miniredis
-	stopTick chan struct{}
+	mini       *miniredis.Miniredis
+	limitRedis redis.UniversalClient
+	stopTick   chan struct{}
 }
 
 // New opens the database (migrating it), the secret box and the queue connection.
@@ -80,7 +82,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		Settings: pipeline.Settings{
 			ManagedUserEmail: cfg.ManagedUserEmail, TopUpAmount: cfg.TopUpAmount, ValidityDays: cfg.ValidityDays,
 			WindowDeadline: cfg.WindowDeadline, WindowSchedule: cfg.WindowSchedule,
+			HostConcurrency: cfg.HostConcurrency, UpstreamConcurrency: cfg.UpstreamConcurrency,
 		},
+	}
+	if rc, ok := a.Conn.MakeRedisClient().(redis.UniversalClient); ok {
+		a.limitRedis = rc
+		a.Engine.Limiter = &limit.Semaphore{Redis: rc}
 	}
 	return a, nil
 }
@@ -181,6 +188,9 @@ func (a *App) Close() {
 	}
 	if a.Inspector != nil {
 		a.Inspector.Close()
+	}
+	if a.limitRedis != nil {
+		a.limitRedis.Close()
 	}
 	if a.stopTick != nil {
 		close(a.stopTick)

@@ -37,21 +37,26 @@ type Config struct {
 	// AllowPrivateUpstreams lets upstream probes reach private and loopback addresses
 	// (CRM_ALLOW_PRIVATE_UPSTREAMS); link-local and metadata addresses stay denied.
 	AllowPrivateUpstreams bool
+
+	HostConcurrency     int // CRM_HOST_CONCURRENCY: steps against one host at once, all workers
+	UpstreamConcurrency int // CRM_UPSTREAM_CONCURRENCY: probes of one upstream host at once, all workers
 }
 
 // Defaults returns the embedded defaults.
 func Defaults() Config {
 	return Config{
-		ListenAddr:        "127.0.0.1:8080",
-		DataDir:           "./data",
-		WorkerConcurrency: 10,
-		WindowDeadline:    5 * time.Minute,
-		WindowSchedule:    []time.Duration{2 * time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second, 60 * time.Second},
-		SweepInterval:     30 * time.Second,
-		ReconcileCron:     "",
-		ManagedUserEmail:  "crm-managed@relay-manager.local",
-		TopUpAmount:       10,
-		ValidityDays:      30,
+		ListenAddr:          "127.0.0.1:8080",
+		DataDir:             "./data",
+		WorkerConcurrency:   10,
+		WindowDeadline:      5 * time.Minute,
+		WindowSchedule:      []time.Duration{2 * time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second, 60 * time.Second},
+		SweepInterval:       30 * time.Second,
+		ReconcileCron:       "",
+		ManagedUserEmail:    "crm-managed@relay-manager.local",
+		TopUpAmount:         10,
+		ValidityDays:        30,
+		HostConcurrency:     16,
+		UpstreamConcurrency: 8,
 	}
 }
 
@@ -84,6 +89,8 @@ func Load(name string, args []string, getenv func(string) string) (Config, *flag
 	env("CRM_TOPUP_AMOUNT", floatVar(&c.TopUpAmount))
 	env("CRM_SUBSCRIPTION_DAYS", intVar(&c.ValidityDays, 1, 36500))
 	env("CRM_ALLOW_PRIVATE_UPSTREAMS", boolVar(&c.AllowPrivateUpstreams))
+	env("CRM_HOST_CONCURRENCY", intVar(&c.HostConcurrency, 0, 10000))
+	env("CRM_UPSTREAM_CONCURRENCY", intVar(&c.UpstreamConcurrency, 0, 10000))
 
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.StringVar(&c.ListenAddr, "listen", c.ListenAddr, "HTTP listen address (CRM_LISTEN_ADDR)")

@@ -57,6 +57,16 @@ type Settings struct {
 	WindowSchedule   []time.Duration
 	MaxRetries       int           // transient-error retries per step
 	RetryBase        time.Duration // first backoff delay
+	// HostConcurrency caps the steps running against one sub2api host at once, across
+	// every worker process (0 = unlimited); UpstreamConcurrency caps probes of one
+	// upstream host.
+	HostConcurrency     int
+	UpstreamConcurrency int
+}
+
+// Limiter hands out cross-process concurrency slots (internal/limit on Redis).
+type Limiter interface {
+	Acquire(ctx context.Context, key string, limit int) (release func(), err error)
 }
 
 // Engine runs pipeline steps.
@@ -66,6 +76,7 @@ type Engine struct {
 	Catalog  *catalog.Catalog
 	Prober   Prober
 	Settings Settings
+	Limiter  Limiter // nil = no cross-process caps
 	// NewHostClient builds a client for a registered host; nil uses host.New.
 	NewHostClient func(h *store.Host, cfg host.Config) HostClient
 	Now           func() time.Time
@@ -125,6 +136,11 @@ func (e *Engine) Run(ctx context.Context, step, itemID string, seq int) (Decisio
 	if err != nil {
 		return Decision{}, err
 	}
+	release, err := e.acquire(ctx, "host:"+it.HostID, e.Settings.HostConcurrency)
+	if err != nil {
+		return Decision{}, fmt.Errorf("wait for a slot on host %s: %w", it.HostID, err)
+	}
+	defer release()
 	rec := &evidence.Recorder{}
 	started := e.now()
 	var res result
@@ -342,4 +358,11 @@ func classify(err error) *failure.Error {
 		return host.Failure(err)
 	}
 	return &failure.Error{Class: failure.Internal, Message: err.Error(), Err: err}
+}
+
+func (e *Engine) acquire(ctx context.Context, key string, limit int) (func(), error) {
+	if e.Limiter == nil || limit <= 0 {
+		return func() {}, nil
+	}
+	return e.Limiter.Acquire(ctx, key, limit)
 }

@@ -36,7 +36,12 @@ func (e *Engine) runImport(ctx context.Context, sc *stepContext) result {
 		}
 	}
 
+	release, err := e.acquire(ctx, "upstream:"+norm.Host, e.Settings.UpstreamConcurrency)
+	if err != nil {
+		return e.retryOrFail(sc, StepImport, store.ItemProbing, err)
+	}
 	capab, err := e.Prober.Probe(ctx, upstream.Target{BaseURL: norm.BaseURL, APIKey: sc.apiKey, ProviderID: det.ProviderID, Models: it.RequestedModels})
+	release()
 	if capab != nil {
 		e.recordCapability(it, capab)
 	}

@@ -3,7 +3,10 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/cn-relay-manager/cn-relay-manager/internal/host"
@@ -171,5 +174,41 @@ func TestDryRunStoresPlanAndWritesNothing(t *testing.T) {
 	}
 	if c := h.hs.Counts(); c.Groups+c.Accounts+c.Users+c.Keys != 0 {
 		t.Fatalf("dry run wrote to the host: %+v", c)
+	}
+}
+
+type recordingLimiter struct {
+	mu   sync.Mutex
+	keys map[string]int
+	held int
+	max  int
+}
+
+func (l *recordingLimiter) Acquire(_ context.Context, key string, limit int) (func(), error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.keys == nil {
+		l.keys = map[string]int{}
+	}
+	l.keys[fmt.Sprintf("%s/%d", key, limit)]++
+	l.held++
+	l.max = max(l.max, l.held)
+	return func() { l.mu.Lock(); l.held--; l.mu.Unlock() }, nil
+}
+
+// Every step takes a host slot and the probe an upstream slot, and releases them.
+func TestStepsTakeHostAndUpstreamSlots(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	lim := &recordingLimiter{}
+	h.eng.Limiter = lim
+	h.eng.Settings.HostConcurrency, h.eng.Settings.UpstreamConcurrency = 4, 2
+	_, items := h.submit(ModeNone, itemSpec{provider: "deepseek", key: "sk-limit-000000000010", mode: upstreamsim.ModeOK, models: []string{"deepseek-flash"}})
+	h.drive(items[0].ID)
+	upHost := "upstream:" + strings.Split(strings.TrimPrefix(h.up.URL(), "http://"), ":")[0] // the simulator's host name
+	if lim.keys["host:"+h.host.ID+"/4"] < 2 || lim.keys[upHost+"/2"] != 1 {
+		t.Fatalf("slots taken: %v", lim.keys)
+	}
+	if lim.held != 0 || lim.max != 2 {
+		t.Fatalf("held %d after the steps, max %d at once", lim.held, lim.max)
 	}
 }

@@ -1,0 +1,80 @@
+// Package limit caps concurrent work per key (a sub2api host, an upstream host) across
+// every worker process with a Redis-based semaphore: a sorted set of leases scored by
+// their expiry, so a crashed holder frees its slot when its lease runs out.
+package limit
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// acquireScript removes expired leases, then takes a slot if one is free. Time comes from
+// the Redis server so that processes with skewed clocks agree.
+var acquireScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
+  return 1
+end
+return 0
+`)
+
+// Semaphore hands out slots per key.
+type Semaphore struct {
+	Redis  redis.UniversalClient
+	Prefix string        // key prefix, default "crm:limit:"
+	Lease  time.Duration // how long a slot is held at most, default 3 min
+	Poll   time.Duration // wait between tries when full, default 100 ms
+}
+
+// Acquire blocks until a slot of key is free (at most limit holders) or ctx ends. A
+// limit of 0 or less means unlimited. The returned release frees the slot.
+func (s *Semaphore) Acquire(ctx context.Context, key string, limit int) (func(), error) {
+	if limit <= 0 || s == nil || s.Redis == nil {
+		return func() {}, nil
+	}
+	prefix, lease, poll := s.Prefix, s.Lease, s.Poll
+	if prefix == "" {
+		prefix = "crm:limit:"
+	}
+	if lease <= 0 {
+		lease = 3 * time.Minute
+	}
+	if poll <= 0 {
+		poll = 100 * time.Millisecond
+	}
+	rk := prefix + key
+	tok := token()
+	for {
+		ok, err := acquireScript.Run(ctx, s.Redis, []string{rk}, limit, lease.Milliseconds(), tok).Int()
+		if err != nil {
+			return nil, fmt.Errorf("acquire %s: %w", key, err)
+		}
+		if ok == 1 {
+			return func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				s.Redis.ZRem(ctx, rk, tok)
+			}, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(poll):
+		}
+	}
+}
+
+func token() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,100 @@
+package limit
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/cn-relay-manager/cn-relay-manager/internal/testredis"
+)
+
+// Two "processes" (separate clients) never exceed the limit together.
+func TestSemaphoreHoldsAcrossClients(t *testing.T) {
+	r := testredis.Start(t)
+	var clients []*Semaphore
+	for i := 0; i < 2; i++ {
+		c := redis.NewClient(&redis.Options{Addr: r.Addr})
+		defer c.Close()
+		clients = append(clients, &Semaphore{Redis: c, Poll: 5 * time.Millisecond})
+	}
+	var cur, peak atomic.Int32
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func(s *Semaphore) {
+			defer wg.Done()
+			release, err := s.Acquire(context.Background(), "host:h1", 3)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			n := cur.Add(1)
+			for {
+				p := peak.Load()
+				if n <= p || peak.CompareAndSwap(p, n) {
+					break
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+			cur.Add(-1)
+			release()
+		}(clients[i%2])
+	}
+	wg.Wait()
+	if p := peak.Load(); p != 3 {
+		t.Fatalf("peak concurrency %d, want exactly the limit 3", p)
+	}
+}
+
+// A crashed holder's slot comes back when its lease expires.
+func TestLeaseExpiryFreesSlot(t *testing.T) {
+	r := testredis.Start(t)
+	c := redis.NewClient(&redis.Options{Addr: r.Addr})
+	defer c.Close()
+	s := &Semaphore{Redis: c, Lease: 300 * time.Millisecond, Poll: 10 * time.Millisecond}
+	if _, err := s.Acquire(context.Background(), "k", 1); err != nil { // never released
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := s.Acquire(ctx, "k", 1); err == nil {
+		t.Fatal("acquired a slot that is still leased")
+	}
+	start := time.Now()
+	release, err := s.Acquire(context.Background(), "k", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release()
+	if time.Since(start) > 2*time.Second {
+		t.Fatalf("slot came back after %s", time.Since(start))
+	}
+}
+
+// The embedded mode runs on miniredis: the script must work there too.
+func TestSemaphoreOnMiniredis(t *testing.T) {
+	m := miniredis.RunT(t)
+	c := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	defer c.Close()
+	s := &Semaphore{Redis: c, Poll: 5 * time.Millisecond}
+	r1, err := s.Acquire(context.Background(), "k", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := s.Acquire(ctx, "k", 1); err == nil {
+		t.Fatal("limit 1 gave two slots")
+	}
+	r1()
+	r2, err := s.Acquire(context.Background(), "k", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2()
+}
