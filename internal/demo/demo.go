@@ -284,19 +284,6 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		sum.Rollback, sum.HostObjectsBefore, sum.HostObjectsAfterRB = act, &before, &after
 		fmt.Fprintf(o.Progress, "rollback: %s; host objects before the batch %+v, after rollback %+v\n", act.Message, before, after)
 	}
-	if sum.Reconcile, err = cl.reconcile(ctx, sub.Batch.ID); err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(o.Progress, "reconcile: %s\n", sum.Reconcile)
-	if o.Rollback {
-		act, err := cl.rollback(ctx, sub.Batch.ID)
-		if err != nil {
-			return nil, err
-		}
-		after := hs.Counts()
-		sum.Rollback, sum.HostObjectsBefore, sum.HostObjectsAfterRB = act, &before, &after
-		fmt.Fprintf(o.Progress, "rollback: %s; host objects before the batch %+v, after rollback %+v\n", act.Message, before, after)
-	}
 	if o.JSON {
 		enc := json.NewEncoder(o.Out)
 		enc.SetIndent("", "  ")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,4 +83,18 @@ func TestDemoRealRedis(t *testing.T) {
 	r := testredis.Start(t)
 	sum := runDemo(t, Options{RedisAddr: r.Addr})
 	checkOutcomes(t, sum)
+}
+
+// The demo ends in sync, and --rollback leaves the simulated host exactly as it was.
+func TestDemoReconcileAndRollback(t *testing.T) {
+	sum := runDemo(t, Options{Rollback: true})
+	if !strings.HasPrefix(sum.Reconcile, "in sync") {
+		t.Errorf("reconcile after the demo: %q", sum.Reconcile)
+	}
+	if sum.Rollback == nil || sum.Rollback.Status != "completed" {
+		t.Fatalf("rollback: %+v", sum.Rollback)
+	}
+	if *sum.HostObjectsAfterRB != *sum.HostObjectsBefore {
+		t.Fatalf("host before %+v, after rollback %+v", *sum.HostObjectsBefore, *sum.HostObjectsAfterRB)
+	}
 }
