@@ -31,6 +31,20 @@ if [ ${#need[@]} -ne 0 ]; then
   command -v redis-server >/dev/null 2>&1 || { echo "redis-server still missing after install" >&2; exit 1; }
 fi
 
+# --- chromium (the headless-browser test, internal/browser) -------------------------
+# Placed before the PostgreSQL section, which exits early when a server already answers.
+# A CJK font too (a small one, when fontconfig knows none), or the Chinese screenshot shows
+# boxes instead of characters.
+need=()
+[ -x /usr/bin/chromium ] || command -v chromium >/dev/null 2>&1 || need+=(chromium)
+if ! command -v fc-list >/dev/null 2>&1 || [ -z "$(fc-list :lang=zh 2>/dev/null)" ]; then
+  need+=(fonts-wqy-microhei)
+fi
+if [ ${#need[@]} -ne 0 ]; then
+  apt_install "${need[@]}"
+  { [ -x /usr/bin/chromium ] || command -v chromium >/dev/null 2>&1; } || { echo "chromium still missing after install" >&2; exit 1; }
+fi
+
 # --- PostgreSQL ---------------------------------------------------------------------
 PG_HOST=127.0.0.1
 PG_PORT=5432
