@@ -202,6 +202,9 @@ var messages = map[string]map[string]string{
 		"status.login_blocked":       "login blocked",
 		"status.unreachable":         "unreachable",
 		"status.finished":            "finished",
+		"status.completed":           "completed",
+		"status.partial":             "partial",
+		"batch.window_default":       "process defaults (CRM_WINDOW_DEADLINE, CRM_WINDOW_SCHEDULE)",
 
 		"outcome.ok":       "ok",
 		"outcome.waiting":  "waiting",
@@ -434,6 +437,9 @@ var messages = map[string]map[string]string{
 		"status.login_blocked":       "登录受阻",
 		"status.unreachable":         "不可达",
 		"status.finished":            "已完成",
+		"status.completed":           "已完成",
+		"status.partial":             "部分完成",
+		"batch.window_default":       "进程默认值（CRM_WINDOW_DEADLINE、CRM_WINDOW_SCHEDULE）",
 
 		"outcome.ok":       "成功",
 		"outcome.waiting":  "等待",
