@@ -22,6 +22,11 @@ func (e *Engine) runAccessClosure(ctx context.Context, sc *stepContext) result {
 	if !ok {
 		return result{outcome: store.OutcomeFailed, class: failure.Internal, status: store.ItemFailed, message: "the ledger holds no group for this item"}
 	}
+	if sc.host.Flags["end_user_login_blocked"] {
+		return result{outcome: store.OutcomeFailed, class: failure.HostRejected, status: store.ItemFailed,
+			message: "the host blocks end-user logins (captcha or backend mode), so no end-user key can be created: " +
+				strings.Join(sc.host.Warnings, "; ") + "; use access mode none, or turn the blocker off and retry"}
+	}
 	user, password, err := e.ensureUser(ctx, sc)
 	if err != nil {
 		return e.hostFailure(sc, StepAccessClosure, store.ItemClosingAccess, err)

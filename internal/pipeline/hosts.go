@@ -67,5 +67,12 @@ func (e *Engine) ProbeHost(ctx context.Context, h *store.Host) error {
 		}
 	}
 	h.Flags = map[string]bool{"compliance_gate": prof.ComplianceGate, "account_test_trusted": prof.AccountTestTrustedChatOnly}
+	for _, w := range h.Warnings {
+		// A captcha or backend mode makes end-user logins impossible, so keys for the
+		// managed user cannot be created: only access mode "none" can work.
+		if strings.HasPrefix(w, "login captcha enabled") || strings.HasPrefix(w, "backend mode enabled") {
+			h.Flags["end_user_login_blocked"] = true
+		}
+	}
 	return nil
 }
