@@ -10,6 +10,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/cn-relay-manager/cn-relay-manager/internal/metrics"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/pipeline"
 )
 
@@ -36,10 +37,13 @@ func (h *Handlers) Mux() *asynq.ServeMux {
 
 func (h *Handlers) handleStep(ctx context.Context, t *asynq.Task) error {
 	var p StepPayload
+	start := time.Now()
 	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.ItemID == "" {
+		metrics.ObserveStep(t.Type(), metrics.OutcomeInvalid, time.Since(start))
 		return fmt.Errorf("bad %s payload: %w", t.Type(), asynq.SkipRetry)
 	}
 	dec, err := h.Runner.Run(ctx, t.Type(), p.ItemID, p.Seq)
+	metrics.ObserveStep(t.Type(), stepOutcome(t.Type(), dec, err), time.Since(start))
 	if err != nil {
 		h.Log.Warn("step failed; asynq will retry", "step", t.Type(), "item_id", p.ItemID, "seq", p.Seq, "error", err)
 		return err
@@ -53,4 +57,18 @@ func (h *Handlers) handleStep(ctx context.Context, t *asynq.Task) error {
 		h.Log.Warn("enqueue next step failed; the recovery sweep will retry", "step", dec.Next, "item_id", dec.ItemID, "error", err)
 	}
 	return nil
+}
+
+// stepOutcome names what a step run led to, for crm_step_duration_seconds.
+func stepOutcome(step string, dec pipeline.Decision, err error) string {
+	switch {
+	case err != nil:
+		return metrics.OutcomeError
+	case dec.Next == "":
+		return metrics.OutcomeFinished
+	case dec.Next == step:
+		return metrics.OutcomeRescheduled
+	default:
+		return metrics.OutcomeAdvanced
+	}
 }

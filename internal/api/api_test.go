@@ -56,6 +56,11 @@ const token = "test-token-0123456789"
 
 func newTestServer(t *testing.T) (*fiber.App, *fakeEnqueuer, *store.Store) {
 	t.Helper()
+	return newTestServerLogging(t, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+func newTestServerLogging(t *testing.T, log *slog.Logger) (*fiber.App, *fakeEnqueuer, *store.Store) {
+	t.Helper()
 	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "api.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +72,7 @@ func newTestServer(t *testing.T) (*fiber.App, *fakeEnqueuer, *store.Store) {
 	box, _ := secret.NewBox("api-test-master-key-000")
 	enq := &fakeEnqueuer{}
 	s := &Server{Store: st, Queue: &jobs.Queue{Client: enq}, Box: box, Catalog: catalog.Default(), Prober: fakeProber{status: "ok"},
-		Token: token, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		Token: token, Log: log}
 	return s.NewApp(), enq, st
 }
 

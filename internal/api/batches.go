@@ -67,6 +67,7 @@ func (s *Server) submitBatch(c *fiber.Ctx) error {
 	if err := s.Store.CreateBatch(ctx, b, items); err != nil {
 		return err
 	}
+	c.Locals(localBatchID, b.ID)
 	// The batch is committed; enqueue failures are repaired by the recovery sweep.
 	enqueued := 0
 	for _, it := range items {

@@ -71,10 +71,13 @@ func (s *Server) NewApp() *fiber.App {
 	return app
 }
 
-// Mount registers the routes on app (health, then authenticated API).
+// Mount registers the request log (applies to every route registered after it, on this
+// app), then the routes: health, the OpenAPI document and the authenticated API.
 func (s *Server) Mount(app *fiber.App) {
+	app.Use(s.RequestLog)
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
 	app.Get("/readyz", s.readyz)
+	app.Get(OpenAPIPath, s.Auth, s.openAPI)
 	v1 := app.Group("/api/v1", s.Auth)
 	v1.Post("/hosts", s.createHost)
 	v1.Get("/hosts", s.listHosts)
@@ -134,7 +137,7 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 		}
 		ae = &APIError{Status: fe.Code, Code: code, Message: fe.Message}
 	default:
-		s.Log.Error("request failed", "method", c.Method(), "path", c.Path(), "error", err)
+		s.Log.Error("request failed", "request_id", RequestID(c.UserContext()), "method", c.Method(), "path", c.Path(), "error", err)
 		ae = &APIError{Status: fiber.StatusInternalServerError, Code: "internal", Message: "internal error"}
 	}
 	return c.Status(ae.Status).JSON(fiber.Map{"error": ae})

@@ -7,12 +7,14 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/hibiken/asynqmon"
 
+	"github.com/cn-relay-manager/cn-relay-manager/internal/metrics"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/web"
 )
 
 // HTTPApp builds the whole HTTP surface: the REST API, the web pages and asynqmon at
 // /monitoring behind the same authentication (bearer token or UI session). The returned
-// closer releases asynqmon's Redis connections.
+// closer releases asynqmon's Redis connections. /metrics (Prometheus text format) needs
+// the bearer token too.
 func (a *App) HTTPApp(token string) (*fiber.App, io.Closer) {
 	srv := a.APIServer(token)
 	app := srv.NewApp()
@@ -23,6 +25,14 @@ func (a *App) HTTPApp(token string) (*fiber.App, io.Closer) {
 	h := adaptor.HTTPHandler(mon)
 	app.All("/monitoring", pages.Protect, h)
 	app.All("/monitoring/*", pages.Protect, h)
+	// Item states and failure classes come from the database, queue depth from Redis, both
+	// read at scrape time; step and HTTP-client families from this process's workers.
+	var queue metrics.QueueInspector
+	if a.Inspector != nil {
+		queue = a.Inspector
+	}
+	metrics.Default.SetSources(metrics.StoreSource{DB: a.Store.DB}, queue)
+	app.Get("/metrics", srv.Auth, adaptor.HTTPHandler(metrics.Default.Handler()))
 	app.Use(func(c *fiber.Ctx) error { return fiber.ErrNotFound })
 	return app, mon
 }

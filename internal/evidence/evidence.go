@@ -8,6 +8,7 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -47,15 +48,41 @@ func WithRecorder(ctx context.Context, r *Recorder) context.Context {
 	return context.WithValue(ctx, ctxKey{}, r)
 }
 
-// Record appends e to the recorder carried by ctx, if any. The caller must have redacted
-// Preview and Error already.
+// Observer sees every exchange passed to Record, whether or not a Recorder is in the
+// context (metrics use it). It must be fast, must not block and must not keep e.Preview
+// or e.Error anywhere they could leak: the metrics observer reads only Target, Status,
+// Error != "" and the latency.
+type Observer func(e Exchange)
+
+var observer atomic.Pointer[Observer]
+
+// SetObserver installs f as the process-wide observer (nil removes it) and returns the
+// previous one.
+func SetObserver(f Observer) Observer {
+	var old *Observer
+	if f == nil {
+		old = observer.Swap(nil)
+	} else {
+		old = observer.Swap(&f)
+	}
+	if old == nil {
+		return nil
+	}
+	return *old
+}
+
+// Record appends e to the recorder carried by ctx, if any, and reports it to the observer.
+// The caller must have redacted Preview and Error already.
 func Record(ctx context.Context, e Exchange) {
+	if e.LatencyMS == 0 && e.Latency > 0 {
+		e.LatencyMS = e.Latency.Milliseconds()
+	}
+	if o := observer.Load(); o != nil {
+		(*o)(e)
+	}
 	r, _ := ctx.Value(ctxKey{}).(*Recorder)
 	if r == nil {
 		return
-	}
-	if e.LatencyMS == 0 && e.Latency > 0 {
-		e.LatencyMS = e.Latency.Milliseconds()
 	}
 	if len(e.Preview) > PreviewLimit {
 		e.Preview = e.Preview[:PreviewLimit]

@@ -1,0 +1,182 @@
+package metrics_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/hibiken/asynq"
+
+	"github.com/cn-relay-manager/cn-relay-manager/internal/evidence"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/metrics"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/pipeline"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
+	"github.com/cn-relay-manager/cn-relay-manager/jobs"
+)
+
+var _ metrics.QueueInspector = (*asynq.Inspector)(nil)
+
+type fakeRunner struct{}
+
+func (fakeRunner) Run(_ context.Context, step, itemID string, seq int) (pipeline.Decision, error) {
+	switch itemID {
+	case "boom":
+		return pipeline.Decision{}, errors.New("database went away")
+	case "wait":
+		return pipeline.Decision{ItemID: itemID, Next: step, Seq: seq + 1, Delay: time.Hour}, nil
+	}
+	return pipeline.Decision{ItemID: itemID, Next: jobs.TypeAccountProbe, Seq: seq + 1, Delay: time.Hour}, nil
+}
+
+type nopEnqueuer struct{}
+
+func (nopEnqueuer) EnqueueContext(context.Context, *asynq.Task, ...asynq.Option) (*asynq.TaskInfo, error) {
+	return &asynq.TaskInfo{}, nil
+}
+
+func scrape(t *testing.T, m *metrics.Metrics) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if rec.Code != 200 {
+		t.Fatalf("scrape: %d %s", rec.Code, rec.Body)
+	}
+	return rec.Body.String()
+}
+
+func wantLines(t *testing.T, body string, lines ...string) {
+	t.Helper()
+	for _, l := range lines {
+		if !strings.Contains(body, l) {
+			t.Errorf("exposition lacks %q", l)
+		}
+	}
+}
+
+// After some activity (items in the store, an attempt with a failure class, HTTP calls
+// seen by the evidence hook, step runs through the job handler, tasks in a real asynq
+// queue) every family is exposed on the Default registry, with no secret in it.
+func TestExpositionAfterActivity(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "metrics.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h := &store.Host{Name: "h", AdminURL: "http://h", PublicURL: "http://h", AuthKind: "api_key", Status: "ok"}
+	if err := st.CreateHost(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	b := &store.Batch{HostID: h.ID, Mode: "none"}
+	items := []*store.Item{
+		{Name: "a", BaseURL: "https://api.deepseek.com", APIKeyEnc: "v1:x", KeyMasked: "sk-abc...6789", KeyFingerprint: "f1", Step: jobs.TypeImport},
+		{Name: "b", BaseURL: "https://api.deepseek.com", APIKeyEnc: "v1:y", KeyMasked: "sk-abc...6780", KeyFingerprint: "f2", Step: jobs.TypeImport},
+	}
+	if err := st.CreateBatch(ctx, b, items); err != nil {
+		t.Fatal(err)
+	}
+	it, err := st.GetItem(ctx, items[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq := it.Seq
+	it.Status, it.FailureClass = store.ItemFailed, "rate_limited"
+	now := time.Now()
+	if err := st.CompleteStep(ctx, it, seq, &store.Attempt{Step: jobs.TypeImport, Seq: seq, Number: 1, Outcome: store.OutcomeFailed,
+		FailureClass: "rate_limited", StartedAt: now, FinishedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+
+	mr := miniredis.RunT(t)
+	conn := asynq.RedisClientOpt{Addr: mr.Addr()}
+	insp := asynq.NewInspector(conn)
+	defer insp.Close()
+	metrics.Default.SetSources(metrics.StoreSource{DB: st.DB}, insp)
+	// Before anything was enqueued the queue does not exist in Redis: zeros, source up.
+	wantLines(t, scrape(t, metrics.Default), `crm_queue_depth{queue="default",state="pending"} 0`, `crm_scrape_source_up{source="queue"} 1`)
+	client := asynq.NewClient(conn)
+	defer client.Close()
+	q := &jobs.Queue{Client: client}
+	if err := q.EnqueueStep(ctx, jobs.TypeImport, "i1", 0, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.EnqueueStep(ctx, jobs.TypeImport, "i2", 0, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+
+	// HTTP calls, as the host and upstream clients record them (no Recorder in ctx).
+	evidence.Record(ctx, evidence.Exchange{Target: "upstream", Method: "POST", Path: "/v1/chat/completions", Status: 429,
+		Latency: 120 * time.Millisecond, Preview: `{"error":"key sk-secret-in-preview-0123"}`})
+	evidence.Record(ctx, evidence.Exchange{Target: "host", Method: "GET", Path: "/api/v1/admin/accounts", Status: 200, LatencyMS: 30})
+	evidence.Record(ctx, evidence.Exchange{Target: "gateway", Method: "POST", Path: "/v1/chat/completions", Error: "dial tcp: refused"})
+
+	// Step runs through the real job handler.
+	hd := &jobs.Handlers{Runner: fakeRunner{}, Queue: &jobs.Queue{Client: nopEnqueuer{}}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	mux := hd.Mux()
+	for _, id := range []string{"ok", "wait", "boom", ""} {
+		p, _ := json.Marshal(jobs.StepPayload{ItemID: id, Seq: 1})
+		_ = mux.ProcessTask(ctx, asynq.NewTask(jobs.TypeImport, p))
+	}
+
+	body := scrape(t, metrics.Default)
+	wantLines(t, body,
+		`crm_items{state="submitted"} 1`,
+		`crm_items{state="failed"} 1`,
+		`crm_items{state="ready"} 0`,
+		`crm_failures_total{class="rate_limited"} 1`,
+		`crm_queue_depth{queue="default",state="pending"} 1`,
+		`crm_queue_depth{queue="default",state="scheduled"} 1`,
+		`crm_scrape_source_up{source="store"} 1`,
+		`crm_http_client_requests_total{status_class="4xx",target="upstream"}`,
+		`crm_http_client_requests_total{status_class="2xx",target="host"}`,
+		`crm_http_client_requests_total{status_class="error",target="gateway"}`,
+		`crm_http_client_duration_seconds_bucket{target="upstream",le="0.25"}`,
+		`crm_step_duration_seconds_count{outcome="advanced",step="import"}`,
+		`crm_step_duration_seconds_count{outcome="rescheduled",step="import"}`,
+		`crm_step_duration_seconds_count{outcome="error",step="import"}`,
+		`crm_step_duration_seconds_count{outcome="invalid",step="import"}`,
+		`go_goroutines`,
+	)
+	for _, secret := range []string{"sk-secret", "sk-abc", "v1:x", "/v1/chat", "api.deepseek.com"} {
+		if strings.Contains(body, secret) {
+			t.Errorf("exposition contains %q", secret)
+		}
+	}
+
+	// A broken source is reported, not fatal.
+	mr.Close()
+	body = scrape(t, metrics.Default)
+	wantLines(t, body, `crm_scrape_source_up{source="queue"} 0`, `crm_scrape_source_up{source="store"} 1`)
+}
+
+func TestPrivateRegistries(t *testing.T) {
+	a, b := metrics.New(), metrics.New()
+	a.ObserveStep("import", metrics.OutcomeFinished, time.Second)
+	if strings.Contains(scrape(t, b), "crm_step_duration_seconds_count") {
+		t.Fatal("registries share state")
+	}
+	wantLines(t, scrape(t, a), `crm_step_duration_seconds_count{outcome="finished",step="import"} 1`)
+}
+
+func TestStatusClass(t *testing.T) {
+	for _, c := range []struct {
+		status int
+		failed bool
+		want   string
+	}{{200, false, "2xx"}, {302, false, "3xx"}, {404, false, "4xx"}, {503, false, "5xx"}, {0, true, "error"}, {0, false, "error"}, {200, true, "error"}} {
+		if got := metrics.StatusClass(c.status, c.failed); got != c.want {
+			t.Errorf("StatusClass(%d, %v) = %s, want %s", c.status, c.failed, got, c.want)
+		}
+	}
+}
