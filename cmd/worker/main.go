@@ -4,16 +4,20 @@ package main
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/cn-relay-manager/cn-relay-manager/internal/app"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/config"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/metrics"
 )
 
 func main() {
@@ -40,5 +44,27 @@ func run(ctx context.Context, args []string) error {
 	}
 	defer a.Close()
 	log.Info("worker started", "redis", cfg.RedisAddr, "concurrency", cfg.WorkerConcurrency)
+	if cfg.MetricsAddr != "" {
+		// Step durations and HTTP-client figures of this process; item and queue figures
+		// are served by the api from the shared database and Redis.
+		srv := &http.Server{Addr: cfg.MetricsAddr, Handler: requireToken(cfg.APIToken, metrics.Default.Handler()), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics listener failed", "addr", cfg.MetricsAddr, "error", err)
+			}
+		}()
+		defer srv.Close()
+	}
 	return a.RunWorker(ctx)
+}
+
+// requireToken guards /metrics with the API bearer token when one is configured.
+func requireToken(token string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if token != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+token)) != 1 {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }

@@ -38,8 +38,9 @@ type Config struct {
 	// (CRM_ALLOW_PRIVATE_UPSTREAMS); link-local and metadata addresses stay denied.
 	AllowPrivateUpstreams bool
 
-	HostConcurrency     int // CRM_HOST_CONCURRENCY: steps against one host at once, all workers
-	UpstreamConcurrency int // CRM_UPSTREAM_CONCURRENCY: probes of one upstream host at once, all workers
+	MetricsAddr         string // CRM_METRICS_ADDR: worker-only /metrics listener (empty = none)
+	HostConcurrency     int    // CRM_HOST_CONCURRENCY: steps against one host at once, all workers
+	UpstreamConcurrency int    // CRM_UPSTREAM_CONCURRENCY: probes of one upstream host at once, all workers
 }
 
 // Defaults returns the embedded defaults.
@@ -90,6 +91,7 @@ func Load(name string, args []string, getenv func(string) string) (Config, *flag
 	env("CRM_SUBSCRIPTION_DAYS", intVar(&c.ValidityDays, 1, 36500))
 	env("CRM_ALLOW_PRIVATE_UPSTREAMS", boolVar(&c.AllowPrivateUpstreams))
 	env("CRM_HOST_CONCURRENCY", intVar(&c.HostConcurrency, 0, 10000))
+	env("CRM_METRICS_ADDR", str(&c.MetricsAddr))
 	env("CRM_UPSTREAM_CONCURRENCY", intVar(&c.UpstreamConcurrency, 0, 10000))
 
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
