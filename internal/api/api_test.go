@@ -18,6 +18,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/cn-relay-manager/cn-relay-manager/internal/catalog"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/egress"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 	"github.com/cn-relay-manager/cn-relay-manager/jobs"
@@ -72,7 +73,7 @@ func newTestServerLogging(t *testing.T, log *slog.Logger) (*fiber.App, *fakeEnqu
 	box, _ := secret.NewBox("api-test-master-key-000")
 	enq := &fakeEnqueuer{}
 	s := &Server{Store: st, Queue: &jobs.Queue{Client: enq}, Box: box, Catalog: catalog.Default(), Prober: fakeProber{status: "ok"},
-		Token: token, Log: log}
+		Token: token, Log: log, Egress: egress.Policy{}}
 	return s.NewApp(), enq, st
 }
 
@@ -149,6 +150,8 @@ func TestSubmitValidationNamesTheField(t *testing.T) {
 		{`{"host_id":"` + hostID + `","items":[{"base_url":"https://api.deepseek.com","api_key":"k","models":"x"}]}`, "items.models"},
 		{`{"host_id":"` + hostID + `","window":{"schedule_s":[0]},"items":[{"base_url":"https://api.deepseek.com","api_key":"k"}]}`, "window.schedule_s"},
 		{`{"host_id":"` + hostID + `","items":[{"base_url":"https://api.deepseek.com","api_key":"k1"},{"base_url":"https://api.deepseek.com","api_key":"k1"}]}`, "items[1].api_key"},
+		{`{"host_id":"` + hostID + `","items":[{"base_url":"http://169.254.169.254/latest","api_key":"k"}]}`, "items[0].base_url"},
+		{`{"host_id":"` + hostID + `","items":[{"base_url":"http://10.0.0.7/v1","api_key":"k"}]}`, "items[0].base_url"},
 	}
 	for _, c := range cases {
 		code, m, raw := call(t, app, "POST", "/api/v1/batches", c.body, true)

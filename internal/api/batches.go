@@ -150,6 +150,11 @@ func (s *Server) buildItem(i int, in itemRequest) (*store.Item, error) {
 	if err != nil {
 		return nil, badField(field("base_url"), err.Error())
 	}
+	if s.Egress != nil {
+		if err := s.Egress.CheckURL(norm.BaseURL); err != nil {
+			return nil, badField(field("base_url"), err.Error())
+		}
+	}
 	if len(in.Name) > 200 {
 		return nil, badField(field("name"), "name is at most 200 characters")
 	}

@@ -43,6 +43,9 @@ type Server struct {
 	Ready func(ctx context.Context) error
 	// Rollbacks refuses rollbacks the ledger cannot support (nil: no check).
 	Rollbacks RollbackChecker
+	// Egress refuses upstream URLs that point at denied addresses (the SSRF guard; the
+	// same policy is enforced again when the prober connects).
+	Egress interface{ CheckURL(raw string) error }
 }
 
 // APIError is the JSON error body: {"error":{"code","message","field"}}.

@@ -133,7 +133,8 @@ func (a *App) PingQueue(ctx context.Context) error {
 // APIServer returns the REST API bound to this process's store and queue.
 func (a *App) APIServer(token string) *api.Server {
 	return &api.Server{Store: a.Store, Queue: a.Queue, Box: a.Box, Catalog: a.Catalog, Prober: a.Engine,
-		Token: token, Log: a.Log, Ready: a.PingQueue, Rollbacks: a.Engine}
+		Token: token, Log: a.Log, Ready: a.PingQueue, Rollbacks: a.Engine,
+		Egress: egress.Policy{AllowPrivate: a.Cfg.AllowPrivateUpstreams}}
 }
 
 // RunWorker serves the queue and runs the recovery sweep until ctx ends, then shuts down
