@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
 	"io"
 	"strings"
 	"unicode"
@@ -442,13 +443,5 @@ func safeText(s string) string {
 	}, s)
 }
 
-// Mask shows the first 6 and last 4 characters of a secret (like the API does).
-func Mask(s string) string {
-	if s == "" {
-		return ""
-	}
-	if len(s) <= 12 {
-		return strings.Repeat("*", 8)
-	}
-	return s[:6] + "..." + s[len(s)-4:]
-}
+// Mask shows the first 6 and last 4 characters of a secret, exactly as the API does.
+func Mask(s string) string { return secret.Mask(s) }

@@ -215,21 +215,51 @@ func baseEnv(t *testing.T, dir, listen string) []string {
 	}
 }
 
-// Separate api and worker processes against a private redis-server.
-func TestSplitProcessesEndToEnd(t *testing.T) {
+// split is an api process and worker processes against a private redis-server, with the
+// demo's simulators.
+type split struct {
+	api     *proc
+	workers []*proc
+	c       apiClient
+	sims    *demo.Simulators
+	dir     string
+	redis   *testredis.Server
+}
+
+func (s *split) logs() string {
+	out := s.api.output()
+	for i, w := range s.workers {
+		out += fmt.Sprintf("\n--- worker %d ---\n%s", i+1, w.output())
+	}
+	return out
+}
+
+// startSplit starts the simulators (host latency hostLatency), redis, the api and
+// workers worker processes; extra CRM_* settings are appended to the environment.
+func startSplit(t *testing.T, workers int, hostLatency time.Duration, extra ...string) *split {
+	t.Helper()
 	apiBin, workerBin := binaries(t)
-	r := testredis.Start(t)
-	sims, err := demo.StartSimulators("0.1.179", 0)
-	if err != nil {
+	s := &split{redis: testredis.Start(t), dir: t.TempDir()}
+	var err error
+	if s.sims, err = demo.StartSimulators("0.1.179", hostLatency); err != nil {
 		t.Fatal(err)
 	}
-	defer sims.Close()
-	dir, listen := t.TempDir(), freeAddr(t)
-	env := append(baseEnv(t, dir, listen), "CRM_REDIS_ADDR="+r.Addr)
-	api := start(t, apiBin, env)
-	c := apiClient{base: "http://" + listen, token: "e2e-token-0123456789abcdef"}
-	c.waitReady(t, api)
-	worker := start(t, workerBin, env)
+	t.Cleanup(s.sims.Close)
+	listen := freeAddr(t)
+	env := append(append(baseEnv(t, s.dir, listen), "CRM_REDIS_ADDR="+s.redis.Addr), extra...)
+	s.api = start(t, apiBin, env)
+	s.c = apiClient{base: "http://" + listen, token: "e2e-token-0123456789abcdef"}
+	s.c.waitReady(t, s.api)
+	for i := 0; i < workers; i++ {
+		s.workers = append(s.workers, start(t, workerBin, env))
+	}
+	return s
+}
+
+// Separate api and worker processes against a private redis-server.
+func TestSplitProcessesEndToEnd(t *testing.T) {
+	s := startSplit(t, 1, 0)
+	c, sims, api, worker := s.c, s.sims, s.api, s.workers[0]
 
 	if code := (apiClient{base: c.base}).do(t, "GET", "/api/v1/batches", nil, nil); code != 401 {
 		t.Errorf("unauthenticated request answered %d, want 401", code)

@@ -4,35 +4,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cn-relay-manager/cn-relay-manager/internal/demo"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/testpg"
-	"github.com/cn-relay-manager/cn-relay-manager/internal/testredis"
 )
 
 // Two worker processes against one Redis and one PostgreSQL database process one batch:
 // no step runs twice to effect, and the periodic reconcile runs once per slot although
 // both workers run the scheduler.
 func TestMultiWorkerPostgres(t *testing.T) {
-	apiBin, workerBin := binaries(t)
-	r := testredis.Start(t)
 	dsn := testpg.Start(t)
-	sims, err := demo.StartSimulators("0.1.179", 20*time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sims.Close()
-	dir, listen := t.TempDir(), freeAddr(t)
-	env := append(baseEnv(t, dir, listen), "CRM_REDIS_ADDR="+r.Addr, "CRM_DATABASE_URL="+dsn,
+	s := startSplit(t, 2, 20*time.Millisecond, "CRM_DATABASE_URL="+dsn,
 		"CRM_RECONCILE_CRON=@every 3s", "CRM_WORKER_CONCURRENCY=4", "CRM_HOST_CONCURRENCY=3")
-	api := start(t, apiBin, env)
-	c := apiClient{base: "http://" + listen, token: "e2e-token-0123456789abcdef"}
-	c.waitReady(t, api)
-	w1 := start(t, workerBin, env)
-	w2 := start(t, workerBin, env)
+	c, sims := s.c, s.sims
 	started := time.Now()
 	id := c.submit(t, sims)
-	items := c.waitBatch(t, id, 2*time.Minute, func() string { return api.output() + w1.output() + w2.output() })
+	items := c.waitBatch(t, id, 2*time.Minute, s.logs)
 	checkItems(t, items, sims)
 
 	// Each attempt is one row: the sequence numbers of an item's attempts are 0..n-1.

@@ -15,26 +15,14 @@ import (
 	"github.com/cn-relay-manager/cn-relay-manager/internal/demo"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
-	"github.com/cn-relay-manager/cn-relay-manager/internal/testredis"
 )
 
 // TestSecretLeak runs the demo batch through the split processes with recognisable keys,
 // then searches the logs, every Redis key and value, asynqmon's API, every API response,
 // the web pages and the raw database files for every secret: zero occurrences.
 func TestSecretLeak(t *testing.T) {
-	apiBin, workerBin := binaries(t)
-	r := testredis.Start(t)
-	sims, err := demo.StartSimulators("0.1.179", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sims.Close()
-	dir, listen := t.TempDir(), freeAddr(t)
-	env := append(baseEnv(t, dir, listen), "CRM_REDIS_ADDR="+r.Addr)
-	api := start(t, apiBin, env)
-	c := apiClient{base: "http://" + listen, token: "e2e-token-0123456789abcdef"}
-	c.waitReady(t, api)
-	worker := start(t, workerBin, env)
+	s := startSplit(t, 1, 0)
+	c, sims, api, worker, r, dir := s.c, s.sims, s.api, s.workers[0], s.redis, s.dir
 	id := c.submit(t, sims)
 	items := c.waitBatch(t, id, 2*time.Minute, func() string { return api.output() + worker.output() })
 	checkItems(t, items, sims)
