@@ -40,6 +40,7 @@ type Options struct {
 	Log         *slog.Logger
 	RedisAddr   string // use this Redis instead of the embedded one
 	Rollback    bool   // roll the batch back at the end and show the host is back to its start
+	DatabaseURL string // use this database (e.g. a postgres:// DSN) instead of a fresh SQLite file
 }
 
 // ItemSummary is one line of the result.
@@ -208,6 +209,9 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	cfg := config.Defaults()
 	cfg.DataDir = o.DataDir
 	cfg.DatabaseURL = filepath.Join(o.DataDir, "demo.db")
+	if o.DatabaseURL != "" {
+		cfg.DatabaseURL = o.DatabaseURL
+	}
 	cfg.APIToken = token
 	cfg.ListenAddr = o.ListenAddr
 	if cfg.ListenAddr == "" {

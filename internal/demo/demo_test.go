@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/testpg"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/testredis"
 )
 
@@ -78,11 +79,16 @@ func TestDemoEmbeddedEveryProfile(t *testing.T) {
 	}
 }
 
-// The demo batch through a real (private) redis-server.
+// The demo batch through a real (private) redis-server, on SQLite and on PostgreSQL.
 func TestDemoRealRedis(t *testing.T) {
-	r := testredis.Start(t)
-	sum := runDemo(t, Options{RedisAddr: r.Addr})
-	checkOutcomes(t, sum)
+	t.Run("sqlite", func(t *testing.T) {
+		r := testredis.Start(t)
+		checkOutcomes(t, runDemo(t, Options{RedisAddr: r.Addr}))
+	})
+	t.Run("postgres", func(t *testing.T) {
+		r := testredis.Start(t)
+		checkOutcomes(t, runDemo(t, Options{RedisAddr: r.Addr, DatabaseURL: testpg.Start(t)}))
+	})
 }
 
 // The demo ends in sync, and --rollback leaves the simulated host exactly as it was.
