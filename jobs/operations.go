@@ -22,6 +22,7 @@ const TypeReconcileTick = "reconcile-tick"
 type Operator interface {
 	Rollback(ctx context.Context, batchID string) (store.Action, error)
 	Reconcile(ctx context.Context, run *store.ReconcileRun) error
+	Repair(ctx context.Context, run *store.ReconcileRun) error
 }
 
 // OperationHandlers serves rollback, reconcile and the periodic tick.
@@ -61,6 +62,16 @@ func (h *OperationHandlers) handleReconcile(ctx context.Context, t *asynq.Task) 
 	var p BatchPayload
 	if err := json.Unmarshal(t.Payload(), &p); err != nil {
 		return fmt.Errorf("bad reconcile payload: %w", asynq.SkipRetry)
+	}
+	if p.Repair {
+		run, err := h.Store.GetReconcileRun(ctx, p.RunID)
+		if err != nil {
+			return fmt.Errorf("repair run %s: %v: %w", p.RunID, err, asynq.SkipRetry)
+		}
+		if err := h.Ops.Repair(ctx, run); err != nil {
+			return err
+		}
+		return h.Store.FinishReconcileRun(ctx, run)
 	}
 	var run *store.ReconcileRun
 	if p.RunID != "" {

@@ -37,6 +37,7 @@ type BatchPayload struct {
 	BatchID string `json:"batch_id,omitempty"`
 	RunID   string `json:"run_id,omitempty"`
 	Slot    string `json:"slot,omitempty"`
+	Repair  bool   `json:"repair,omitempty"` // apply the safe repairs to run RunID
 }
 
 // StepTaskID derives the task ID from (step, item, sequence): enqueuing the same step

@@ -330,6 +330,14 @@ func TestOpenAPIDocumentMatchesRealResponses(t *testing.T) {
 	c.do(exchange{method: "GET", path: "/api/v1/reconcile-runs?host_id=" + hostID + "&limit=5", want: 200})
 	c.do(exchange{method: "GET", path: "/api/v1/reconcile-runs/" + runID, want: 200})
 	c.do(exchange{method: "GET", path: "/api/v1/reconcile-runs/nope", want: 404})
+	c.do(exchange{method: "POST", path: "/api/v1/reconcile-runs/" + runID + "/repair", want: 409}) // still queued
+	done := &store.ReconcileRun{HostID: hostID, Status: "completed", Findings: []store.Finding{{Kind: "modified", Code: "account_unschedulable",
+		ResourceType: "account", HostResourceID: "7", Name: "crm-a", Detail: "account is not schedulable"}}}
+	if err := st.CreateReconcileRun(ctx, done); err != nil {
+		t.Fatal(err)
+	}
+	c.do(exchange{method: "POST", path: "/api/v1/reconcile-runs/" + done.ID + "/repair", want: 202})
+	c.do(exchange{method: "POST", path: "/api/v1/reconcile-runs/nope/repair", want: 404})
 	r := c.do(exchange{method: "GET", path: "/api/v1/resources?batch_id=" + batchID, want: 200})
 	if rows, _ := r["items"].([]any); len(rows) != 1 {
 		t.Errorf("ledger: %v", r)

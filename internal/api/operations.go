@@ -178,3 +178,26 @@ func (s *Server) getReconcileRun(c *fiber.Ctx) error {
 	}
 	return c.JSON(run)
 }
+
+// RepairRun queues the safe repairs of a finished reconcile run's findings.
+func (s *Server) RepairRun(ctx context.Context, runID string) error {
+	run, err := s.Store.GetReconcileRun(ctx, runID)
+	if err != nil {
+		return err
+	}
+	if run.Status != "completed" {
+		return &APIError{Status: fiber.StatusConflict, Code: "run_not_finished", Message: "only a completed reconcile run can be repaired"}
+	}
+	return s.Queue.EnqueueBatchTask(ctx, jobs.TypeReconcile, "repair:"+run.ID+":"+secret.RandomToken(6), jobs.BatchPayload{HostID: run.HostID, RunID: run.ID, Repair: true})
+}
+
+func (s *Server) repairRun(c *fiber.Ctx) error {
+	if err := s.RepairRun(c.UserContext(), c.Params("id")); err != nil {
+		return err
+	}
+	run, err := s.Store.GetReconcileRun(c.UserContext(), c.Params("id"))
+	if err != nil {
+		return err
+	}
+	return c.Status(fiber.StatusAccepted).JSON(run)
+}

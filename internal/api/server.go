@@ -99,6 +99,7 @@ func (s *Server) Mount(app *fiber.App) {
 	v1.Post("/hosts/:id/reconcile", s.reconcileHost)
 	v1.Get("/reconcile-runs", s.listReconcileRuns)
 	v1.Get("/reconcile-runs/:id", s.getReconcileRun)
+	v1.Post("/reconcile-runs/:id/repair", s.repairRun)
 	v1.Get("/resources", s.listResources)
 }
 

@@ -212,3 +212,50 @@ func TestStepsTakeHostAndUpstreamSlots(t *testing.T) {
 		t.Fatalf("held %d after the steps, max %d at once", lim.held, lim.max)
 	}
 }
+
+// Drift the operator can repair safely: an account in error, unschedulable and unbound.
+// Reconcile reports each with a code; an explicit repair fixes them and says so; the next
+// reconcile is in sync.
+func TestReconcileRepairSafeDrift(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	b, items := h.submit(ModeNone, itemSpec{provider: "deepseek", key: "sk-repair-0000000011", mode: upstreamsim.ModeOK, models: []string{"deepseek-flash"}})
+	h.drive(items[0].ID)
+	ctx := context.Background()
+	rows, _, _ := h.store.ListResources(ctx, store.ResourceFilter{BatchID: b.ID, Type: store.TypeAccount})
+	id, _ := strconv.ParseInt(*rows[0].HostResourceID, 10, 64)
+	cfg, _ := HostConfig(h.box, h.host)
+	c := host.New(cfg)
+	status, none := "error", []int64{}
+	if _, err := c.UpdateAccount(ctx, id, host.UpdateAccountRequest{Status: &status, GroupIDs: &none}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.SetSchedulable(ctx, id, false); err != nil {
+		t.Fatal(err)
+	}
+	run := &store.ReconcileRun{HostID: h.host.ID, BatchID: b.ID}
+	if err := h.eng.Reconcile(ctx, run); err != nil {
+		t.Fatal(err)
+	}
+	codes := map[string]bool{}
+	for _, f := range run.Findings {
+		codes[f.Code] = true
+	}
+	if !codes[CodeAccountError] || !codes[CodeAccountUnschedulable] || !codes[CodeBindingLost] {
+		t.Fatalf("findings: %+v", run.Findings)
+	}
+	if err := h.eng.Repair(ctx, run); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range run.Findings {
+		if f.Repair == "" || strings.HasPrefix(f.Repair, "failed") {
+			t.Errorf("finding %s not repaired: %q", f.Code, f.Repair)
+		}
+	}
+	again := &store.ReconcileRun{HostID: h.host.ID, BatchID: b.ID}
+	if err := h.eng.Reconcile(ctx, again); err != nil {
+		t.Fatal(err)
+	}
+	if len(again.Findings) != 0 {
+		t.Fatalf("still drifting after repair: %+v", again.Findings)
+	}
+}

@@ -61,6 +61,21 @@ type reconciler struct {
 	run    *store.ReconcileRun
 }
 
+// Modification codes; the repairable ones are handled by Repair.
+const (
+	CodeAccountError         = "account_error"
+	CodeAccountUnschedulable = "account_unschedulable"
+	CodeBindingLost          = "binding_lost"
+	CodeKeyDisabled          = "key_disabled"
+	CodeKeyRebound           = "key_rebound"
+	CodeSubscriptionExpired  = "subscription_expired"
+)
+
+func (rc *reconciler) modified(code string, r *store.Resource, detail string) {
+	rc.add(FindingModified, r, "", detail)
+	rc.run.Findings[len(rc.run.Findings)-1].Code = code
+}
+
 func (rc *reconciler) add(kind string, r *store.Resource, id, detail string) {
 	name, typ := "", ""
 	if r != nil {
@@ -120,13 +135,13 @@ func (rc *reconciler) check(ctx context.Context, r *store.Resource) error {
 			return err
 		}
 		if a.Status != "active" {
-			rc.add(FindingModified, r, "", fmt.Sprintf("account status %q: %s", a.Status, truncate(a.ErrorMessage, 160)))
+			rc.modified(CodeAccountError, r, fmt.Sprintf("account status %q: %s", a.Status, truncate(a.ErrorMessage, 160)))
 		}
 		if !a.Schedulable {
-			rc.add(FindingModified, r, "", "account is not schedulable")
+			rc.modified(CodeAccountUnschedulable, r, "account is not schedulable")
 		}
 		if gid, err := parseID(r.ParentID); err == nil && gid != 0 && !containsID(a.GroupIDs, gid) {
-			rc.add(FindingModified, r, "", fmt.Sprintf("account is no longer bound to group %d", gid))
+			rc.modified(CodeBindingLost, r, fmt.Sprintf("account is no longer bound to group %d", gid))
 		}
 	case store.TypeUser:
 		if _, err := rc.client.GetUser(ctx, id); err != nil {
@@ -174,10 +189,10 @@ func (rc *reconciler) checkKey(ctx context.Context, r *store.Resource, id int64)
 	for _, k := range keys {
 		if k.ID == id {
 			if k.Status != "active" {
-				rc.add(FindingModified, r, "", fmt.Sprintf("key status %q", k.Status))
+				rc.modified(CodeKeyDisabled, r, fmt.Sprintf("key status %q", k.Status))
 			}
 			if gid, err := parseID(r.ParentID); err == nil && gid != 0 && k.GroupID != gid {
-				rc.add(FindingModified, r, "", fmt.Sprintf("key is bound to group %d instead of %d", k.GroupID, gid))
+				rc.modified(CodeKeyRebound, r, fmt.Sprintf("key is bound to group %d instead of %d", k.GroupID, gid))
 			}
 			return nil
 		}
@@ -198,7 +213,7 @@ func (rc *reconciler) checkSubscription(ctx context.Context, r *store.Resource, 
 	for _, s := range subs {
 		if s.ID == id {
 			if s.Status != "active" || (!s.ExpiresAt.IsZero() && s.ExpiresAt.Before(rc.e.now())) {
-				rc.add(FindingModified, r, "", fmt.Sprintf("subscription %s (expires %s)", s.Status, s.ExpiresAt.Format("2006-01-02")))
+				rc.modified(CodeSubscriptionExpired, r, fmt.Sprintf("subscription %s (expires %s)", s.Status, s.ExpiresAt.Format("2006-01-02")))
 			}
 			return nil
 		}
@@ -238,4 +253,81 @@ func (rc *reconciler) orphans(ctx context.Context, known map[string]bool) error 
 		}
 	}
 	return nil
+}
+
+// Repair applies the safe fixes to a finished reconcile run's findings, on explicit
+// operator request: clear an account's error (and make it schedulable again where the
+// host needs that), make an account schedulable, re-bind an account to its group. Every
+// finding records what was done; missing and orphaned objects are never touched.
+func (e *Engine) Repair(ctx context.Context, run *store.ReconcileRun) error {
+	h, err := e.Store.GetHost(ctx, run.HostID)
+	if err != nil {
+		return err
+	}
+	client, err := e.hostClient(h)
+	if err != nil {
+		return err
+	}
+	prof, ok := host.ProfileByName(h.Profile)
+	if !ok {
+		prof, _ = host.ProfileByName(host.Profile179)
+	}
+	for i := range run.Findings {
+		f := &run.Findings[i]
+		if f.Kind != FindingModified || f.Repair != "" {
+			continue
+		}
+		id, err := parseID(f.HostResourceID)
+		if err != nil || id == 0 {
+			f.Repair = "not repairable: no host id"
+			continue
+		}
+		switch f.Code {
+		case CodeAccountError:
+			if _, err = client.ClearAccountError(ctx, id); err == nil && prof.ClearErrorNeedsSchedulable {
+				_, err = client.SetSchedulable(ctx, id, true)
+			}
+			f.Repair = repairResult("cleared the account error", err)
+		case CodeAccountUnschedulable:
+			_, err = client.SetSchedulable(ctx, id, true)
+			f.Repair = repairResult("made the account schedulable", err)
+		case CodeBindingLost:
+			f.Repair = repairResult("re-bound the account to its group", e.rebind(ctx, client, run.HostID, f, id))
+		default:
+			f.Repair = "not repairable automatically: " + f.Detail
+		}
+	}
+	run.Summary += "; repair applied"
+	return nil
+}
+
+func (e *Engine) rebind(ctx context.Context, client HostClient, hostID string, f *store.Finding, accountID int64) error {
+	rows, _, err := e.Store.ListResources(ctx, store.ResourceFilter{HostID: hostID, Type: store.TypeAccount})
+	if err != nil {
+		return err
+	}
+	for _, r := range rows {
+		if r.Name != f.Name {
+			continue
+		}
+		gid, err := parseID(r.ParentID)
+		if err != nil || gid == 0 {
+			return fmt.Errorf("the ledger does not record the account's group")
+		}
+		acc, err := client.GetAccount(ctx, accountID)
+		if err != nil {
+			return err
+		}
+		ids := append(append([]int64{}, acc.GroupIDs...), gid)
+		_, err = client.UpdateAccount(ctx, accountID, host.UpdateAccountRequest{GroupIDs: &ids})
+		return err
+	}
+	return fmt.Errorf("the account is not in the ledger")
+}
+
+func repairResult(done string, err error) string {
+	if err != nil {
+		return "failed: " + describe(err)
+	}
+	return done
 }

@@ -259,8 +259,10 @@ type ReconcileRun struct {
 // Finding is one difference between the ledger and the host.
 type Finding struct {
 	Kind           string `json:"kind"` // missing, modified, orphaned
+	Code           string `json:"code,omitempty"` // machine-readable cause of a modification
 	ResourceType   string `json:"resource_type"`
 	HostResourceID string `json:"host_resource_id"`
 	Name           string `json:"name"`
 	Detail         string `json:"detail"`
+	Repair         string `json:"repair,omitempty"` // what an explicit repair did
 }
