@@ -258,7 +258,7 @@ type ReconcileRun struct {
 
 // Finding is one difference between the ledger and the host.
 type Finding struct {
-	Kind           string `json:"kind"` // missing, modified, orphaned
+	Kind           string `json:"kind"`           // missing, modified, orphaned
 	Code           string `json:"code,omitempty"` // machine-readable cause of a modification
 	ResourceType   string `json:"resource_type"`
 	HostResourceID string `json:"host_resource_id"`
