@@ -13,6 +13,9 @@ demo:
 ## test: everything CI runs (installs redis-server when missing)
 test: deps fmt-check vet
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m $(PKGS)
+	# The pipeline integration tests once more on PostgreSQL (the store, demo and e2e
+	# suites already cover both databases).
+	CRM_TEST_STORE=postgres CGO_ENABLED=1 $(GO) test -race -count=1 ./internal/pipeline
 	$(MAKE) fuzz
 
 ## test-short: unit tests only

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/cn-relay-manager/cn-relay-manager/internal/sim/hostsim"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/sim/upstreamsim"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/testpg"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/upstream"
 )
 
@@ -74,7 +76,11 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(hs.Close)
-	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "p.db"))
+	dsn := filepath.Join(t.TempDir(), "p.db")
+	if os.Getenv("CRM_TEST_STORE") == "postgres" {
+		dsn = testpg.Start(t) // make test runs this package on PostgreSQL too
+	}
+	st, err := store.Open(context.Background(), dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
