@@ -25,17 +25,20 @@ func BenchmarkEnqueueStep(b *testing.B) {
 	defer client.Close()
 	q := &Queue{Client: client}
 	ctx := context.Background()
+	run := 0 // benchmark functions run more than once; task IDs must not repeat
 	b.Run("now", func(b *testing.B) {
+		run++
 		for i := 0; i < b.N; i++ {
-			if err := q.EnqueueStep(ctx, "import", fmt.Sprintf("item-now-%d", i), 0, time.Now()); err != nil {
+			if err := q.EnqueueStep(ctx, "import", fmt.Sprintf("item-now-%d-%d", run, i), 0, time.Now()); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
 	b.Run("scheduled", func(b *testing.B) {
 		at := time.Now().Add(time.Hour)
+		run++
 		for i := 0; i < b.N; i++ {
-			if err := q.EnqueueStep(ctx, "account-probe", fmt.Sprintf("item-later-%d", i), 1, at); err != nil {
+			if err := q.EnqueueStep(ctx, "account-probe", fmt.Sprintf("item-later-%d-%d", run, i), 1, at); err != nil {
 				b.Fatal(err)
 			}
 		}

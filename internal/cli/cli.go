@@ -123,6 +123,7 @@ commands:
   batch cancel ID
   batch rollback ID [--wait]
   batch reconcile ID [--wait]
+  bench [--items N] [--json] [--mode M] [--warmup D] ...   load benchmark on built binaries (see "crmctl bench -h")
 
 global flags (also accepted after the command):
   --api URL        API base URL (env CRM_API_URL, default http://127.0.0.1:8080)
@@ -206,11 +207,13 @@ func (e *env) dispatch(args []string) error {
 		return nil
 	case "hosts", "host":
 		cmd = map[string]func([]string) error{"add": e.hostsAdd, "list": e.hostsList, "ls": e.hostsList, "probe": e.hostsProbe}[sub]
+	case "bench":
+		return e.bench(args[1:])
 	case "batch", "batches":
 		cmd = map[string]func([]string) error{"submit": e.batchSubmit, "list": e.batchList, "ls": e.batchList, "show": e.batchShow,
 			"retry": e.batchRetry, "cancel": e.batchCancel, "rollback": e.batchRollback, "reconcile": e.batchReconcile}[sub]
 	default:
-		return usagef("unknown command %q (want hosts or batch)", group)
+		return usagef("unknown command %q (want hosts, batch or bench)", group)
 	}
 	if cmd == nil {
 		if sub == "" || sub == "-h" || sub == "--help" || sub == "help" {
