@@ -1,13 +1,84 @@
 package hostsim
 
 import (
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"time"
 )
 
-// serveAdmin runs fault injection, admin auth and the compliance gate, then
-// dispatches /api/v1/admin/** routes.
+// Admin fault kinds drawn by adminFault.
+const (
+	faultNone = iota
+	faultError
+	faultTimeout
+	faultDrop
+)
+
+// adminFault draws the fault injected into one admin request (Options.FaultRate,
+// TimeoutRate, DropRate: one number per request, so the kinds are exclusive).
+func (s *Server) adminFault() int {
+	o := s.opts
+	if o.FaultRate <= 0 && o.TimeoutRate <= 0 && o.DropRate <= 0 {
+		return faultNone
+	}
+	s.mu.Lock()
+	x := s.rng.Float64()
+	s.mu.Unlock()
+	switch {
+	case x < o.FaultRate:
+		return faultError
+	case x < o.FaultRate+o.TimeoutRate:
+		return faultTimeout
+	case x < o.FaultRate+o.TimeoutRate+o.DropRate:
+		return faultDrop
+	}
+	return faultNone
+}
+
+// serveAdmin runs fault injection, then the admin request itself.
 func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request, path string) {
+	f := s.adminFault()
+	switch f {
+	case faultNone:
+		s.dispatchAdmin(w, r, path)
+		return
+	case faultError:
+		internalErr(w)
+		return
+	}
+	if s.opts.LoseAnswers {
+		// The host acts on the request; only its answer is lost.
+		s.dispatchAdmin(httptest.NewRecorder(), r, path)
+	}
+	if f == faultTimeout {
+		s.hang(r)
+	}
+	dropConn(w)
+}
+
+// hang holds a request without answering until the client gives up or
+// Options.TimeoutHang has passed.
+func (s *Server) hang(r *http.Request) {
+	// Read the body to its end so that the server notices the client closing the
+	// connection (that ends the request's context).
+	_, _ = io.Copy(io.Discard, r.Body)
+	if s.opts.TimeoutHang <= 0 {
+		<-r.Context().Done()
+		return
+	}
+	t := time.NewTimer(s.opts.TimeoutHang)
+	defer t.Stop()
+	select {
+	case <-r.Context().Done():
+	case <-t.C:
+	}
+}
+
+// dispatchAdmin runs admin auth and the compliance gate, then dispatches
+// /api/v1/admin/** routes.
+func (s *Server) dispatchAdmin(w http.ResponseWriter, r *http.Request, path string) {
 	s.mu.Lock()
 	unlocked := false
 	defer func() {
@@ -15,10 +86,6 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request, path string)
 			s.mu.Unlock()
 		}
 	}()
-	if s.opts.FaultRate > 0 && s.rng.Float64() < s.opts.FaultRate {
-		internalErr(w)
-		return
-	}
 	isCompliance := path == "/api/v1/admin/compliance" || strings.HasPrefix(path, "/api/v1/admin/compliance/")
 	if isCompliance && !s.prof.compliance {
 		notFoundText(w)

@@ -26,7 +26,23 @@ type Options struct {
 	Latency  time.Duration // added to every request (routing delay)
 	// FaultRate is the fraction (0..1) of admin requests answered
 	// 500 {"code":500,"message":"internal error"} before doing anything.
-	FaultRate      float64
+	FaultRate float64
+	// TimeoutRate is the fraction (0..1) of admin requests that get no answer: the
+	// request hangs until the client gives up (or TimeoutHang has passed), then its
+	// connection is closed.
+	TimeoutRate float64
+	// TimeoutHang bounds how long a TimeoutRate request hangs before its connection is
+	// closed; 0 = until the client gives up (the request's context ends).
+	TimeoutHang time.Duration
+	// DropRate is the fraction (0..1) of admin requests whose connection is closed
+	// without an answer.
+	DropRate float64
+	// LoseAnswers makes the TimeoutRate and DropRate faults strike after the request was
+	// handled: a write takes effect on the host but its answer is lost (the hard case for
+	// idempotency). Without it they strike before the host does anything, like FaultRate.
+	// FaultRate, TimeoutRate and DropRate are drawn from one number per request, so they
+	// are exclusive and add up.
+	LoseAnswers    bool
 	Now            func() time.Time // default time.Now
 	UpstreamClient *http.Client     // used to call account upstreams; default 30s timeout
 }
