@@ -189,6 +189,24 @@ func refreshBatchStatus(ctx context.Context, tx bun.IDB, batchID string, now tim
 	return nil
 }
 
+// settleBatchStatus runs when an item became terminal. Counting every item of the batch
+// each time made a batch quadratic; while any item is still running (one indexed probe)
+// the batch simply stays running, and the full count happens once, when the last item
+// settles.
+func settleBatchStatus(ctx context.Context, tx bun.IDB, batchID string, now time.Time) error {
+	running, err := tx.NewSelect().TableExpr("items").ColumnExpr("1").Where("batch_id = ?", batchID).
+		Where("status NOT IN (?)", bun.In(TerminalItemStatuses)).Limit(1).Exists(ctx)
+	if err != nil {
+		return fmt.Errorf("check running items of batch %s: %w", batchID, err)
+	}
+	if running {
+		_, err := tx.NewUpdate().TableExpr("batches").Set("status = ?", BatchRunning).Set("updated_at = ?", now).
+			Where("id = ?", batchID).Where("status <> ?", BatchRunning).Exec(ctx)
+		return err
+	}
+	return refreshBatchStatus(ctx, tx, batchID, now)
+}
+
 // RefreshBatchStatus recomputes and stores the batch status.
 func (s *Store) RefreshBatchStatus(ctx context.Context, batchID string) error {
 	return refreshBatchStatus(ctx, s.DB, batchID, s.now())
@@ -217,4 +235,13 @@ func (s *Store) MarkRolledBack(ctx context.Context, batchID string) error {
 		}
 		return refreshBatchStatus(ctx, tx, batchID, now)
 	})
+}
+
+// GetBatchByIdempotencyKey returns the host's batch submitted with key, or ErrNotFound.
+func (s *Store) GetBatchByIdempotencyKey(ctx context.Context, hostID, key string) (*Batch, error) {
+	b := new(Batch)
+	if err := s.DB.NewSelect().Model(b).Where("host_id = ?", hostID).Where("idempotency_key = ?", key).Scan(ctx); err != nil {
+		return nil, notFound(err, "batch with idempotency key")
+	}
+	return b, nil
 }

@@ -410,6 +410,9 @@ func TestTestPGDatabasesArePrivate(t *testing.T) {
 func TestSQLitePragmasKept(t *testing.T) {
 	s := openURL(t, dialects[0].url(t))
 	ctx := context.Background()
+	// The pool holds one connection outside migrations (see sqliteConns); widen it to
+	// check that every connection gets the pragmas.
+	s.DB.SetMaxOpenConns(3)
 	conns := make([]interface{ Close() error }, 0, 3)
 	for i := 0; i < 3; i++ {
 		c, err := s.DB.Conn(ctx)

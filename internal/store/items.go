@@ -76,8 +76,14 @@ func (s *Store) CompleteStep(ctx context.Context, it *Item, expectSeq int, a *At
 				return fmt.Errorf("insert attempt for item %s: %w", it.ID, err)
 			}
 		}
-		if IsTerminal(it.Status) || expectSeq == 0 {
-			return refreshBatchStatus(ctx, tx, it.BatchID, now)
+		switch {
+		case IsTerminal(it.Status):
+			return settleBatchStatus(ctx, tx, it.BatchID, now)
+		case expectSeq == 0:
+			// The batch's first step: queued → running, without counting its items.
+			_, err := tx.NewUpdate().TableExpr("batches").Set("status = ?", BatchRunning).Set("updated_at = ?", now).
+				Where("id = ?", it.BatchID).Where("status = ?", BatchQueued).Exec(ctx)
+			return err
 		}
 		return nil
 	})
@@ -118,13 +124,18 @@ func (s *Store) ItemsByStatus(ctx context.Context, batchID string, statuses ...s
 	return out, nil
 }
 
-// FindImportedKey returns an earlier item on the same host with the same key fingerprint
-// that reached ready, excluding batchID; nil when none.
+// FindImportedKey returns an item of an earlier batch on the same host with the same key
+// fingerprint that is ready or still on its way (so a batch submitted twice, e.g. after a
+// lost answer, does not import its keys twice); nil when none. Only earlier batches
+// count, so two batches racing each other never skip both.
 func (s *Store) FindImportedKey(ctx context.Context, hostID, fingerprint, batchID string) (*Item, error) {
 	it := new(Item)
 	err := s.DB.NewSelect().Model(it).Where("host_id = ?", hostID).Where("key_fingerprint = ?", fingerprint).
-		Where("batch_id != ?", batchID).Where("status IN (?)", bun.In([]string{ItemReady, ItemReadyWithWarnings})).
-		Order("created_at ASC").Limit(1).Scan(ctx)
+		Where("batch_id != ?", batchID).
+		Where("batch_id IN (SELECT b2.id FROM batches AS b2 WHERE b2.created_at < COALESCE((SELECT b1.created_at FROM batches AS b1 WHERE b1.id = ?), ?) OR (b2.created_at = (SELECT b1.created_at FROM batches AS b1 WHERE b1.id = ?) AND b2.id < ?))",
+			batchID, time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), batchID, batchID).
+		Where("status NOT IN (?)", bun.In([]string{ItemFailed, ItemSkipped, ItemCancelled, ItemRolledBack})).
+		Order("created_at ASC", "idx ASC").Limit(1).Scan(ctx)
 	if err == sql.ErrNoRows {
 		return nil, nil
 	}

@@ -1,0 +1,1 @@
+CREATE INDEX items_batch_status ON items (batch_id, status);
