@@ -236,3 +236,41 @@ func TestRegisterHostRejectsBadCredentials(t *testing.T) {
 		t.Fatalf("no credentials: %d %s", code, raw)
 	}
 }
+
+// A submission retried with the same Idempotency-Key (its answer was lost) returns the
+// first batch instead of creating a second one.
+func TestSubmitIdempotencyKeyReplays(t *testing.T) {
+	app, enq, _ := newTestServer(t)
+	hostID := registerHost(t, app)
+	body := `{"host_id":"` + hostID + `","items":[{"base_url":"https://api.deepseek.com","api_key":"sk-idem-0123456789"}]}`
+	send := func() (int, map[string]any, string) {
+		req := httptest.NewRequest("POST", "/api/v1/batches", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Idempotency-Key", "submit-2026-11-27-a")
+		resp, err := app.Test(req, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		var m map[string]any
+		_ = json.Unmarshal(raw, &m)
+		return resp.StatusCode, m, resp.Header.Get("Idempotency-Replayed")
+	}
+	code1, m1, _ := send()
+	code2, m2, replayed := send()
+	if code1 != 201 || code2 != 200 || replayed != "true" {
+		t.Fatalf("first %d, second %d replayed=%q", code1, code2, replayed)
+	}
+	id1 := m1["batch"].(map[string]any)["id"]
+	if id2 := m2["batch"].(map[string]any)["id"]; id1 != id2 {
+		t.Fatalf("replay returned another batch: %v vs %v", id1, id2)
+	}
+	if len(enq.ids) != 1 {
+		t.Fatalf("replay enqueued again: %v", enq.ids)
+	}
+	_, list, _ := call(t, app, "GET", "/api/v1/batches", "", true)
+	if list["total"].(float64) != 1 {
+		t.Fatalf("batches after a replay: %v", list["total"])
+	}
+}

@@ -60,11 +60,30 @@ func (s *Server) submitBatch(c *fiber.Ctx) error {
 	} else if err != nil {
 		return err
 	}
+	// A retried submission (the answer was lost) carries the same Idempotency-Key and gets
+	// the batch the first one created instead of a second import of every key.
+	idem := strings.TrimSpace(c.Get("Idempotency-Key"))
+	if len(idem) > 200 {
+		return badField("Idempotency-Key", "the Idempotency-Key header is at most 200 characters")
+	}
+	if idem != "" {
+		if prev, err := s.Store.GetBatchByIdempotencyKey(ctx, h.ID, idem); err == nil {
+			return s.replaySubmit(c, prev)
+		}
+	}
 	b, items, err := s.buildBatch(h, &req)
 	if err != nil {
 		return err
 	}
+	if idem != "" {
+		b.IdempotencyKey = &idem
+	}
 	if err := s.Store.CreateBatch(ctx, b, items); err != nil {
+		if idem != "" {
+			if prev, gerr := s.Store.GetBatchByIdempotencyKey(ctx, h.ID, idem); gerr == nil {
+				return s.replaySubmit(c, prev) // lost a race with the same submission
+			}
+		}
 		return err
 	}
 	c.Locals(localBatchID, b.ID)
@@ -296,4 +315,13 @@ func (s *Server) listResources(c *fiber.Ctx) error {
 		rows = []store.Resource{}
 	}
 	return c.JSON(fiber.Map{"items": rows, "total": total, "page": page, "page_size": size})
+}
+
+func (s *Server) replaySubmit(c *fiber.Ctx, b *store.Batch) error {
+	counts, err := s.Store.StatusCounts(c.UserContext(), b.ID)
+	if err != nil {
+		return err
+	}
+	c.Set("Idempotency-Replayed", "true")
+	return c.Status(fiber.StatusOK).JSON(fiber.Map{"batch": batchView{b, counts}, "enqueued": 0})
 }

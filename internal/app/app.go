@@ -83,6 +83,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 			ManagedUserEmail: cfg.ManagedUserEmail, TopUpAmount: cfg.TopUpAmount, ValidityDays: cfg.ValidityDays,
 			WindowDeadline: cfg.WindowDeadline, WindowSchedule: cfg.WindowSchedule,
 			HostConcurrency: cfg.HostConcurrency, UpstreamConcurrency: cfg.UpstreamConcurrency,
+			HostTimeout: cfg.HostTimeout,
 		},
 	}
 	if rc, ok := a.Conn.MakeRedisClient().(redis.UniversalClient); ok {

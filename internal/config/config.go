@@ -38,9 +38,10 @@ type Config struct {
 	// (CRM_ALLOW_PRIVATE_UPSTREAMS); link-local and metadata addresses stay denied.
 	AllowPrivateUpstreams bool
 
-	MetricsAddr         string // CRM_METRICS_ADDR: worker-only /metrics listener (empty = none)
-	HostConcurrency     int    // CRM_HOST_CONCURRENCY: steps against one host at once, all workers
-	UpstreamConcurrency int    // CRM_UPSTREAM_CONCURRENCY: probes of one upstream host at once, all workers
+	HostTimeout         time.Duration // CRM_HOST_TIMEOUT: per-request timeout of host calls
+	MetricsAddr         string        // CRM_METRICS_ADDR: worker-only /metrics listener (empty = none)
+	HostConcurrency     int           // CRM_HOST_CONCURRENCY: steps against one host at once, all workers
+	UpstreamConcurrency int           // CRM_UPSTREAM_CONCURRENCY: probes of one upstream host at once, all workers
 }
 
 // Defaults returns the embedded defaults.
@@ -57,6 +58,7 @@ func Defaults() Config {
 		TopUpAmount:         10,
 		ValidityDays:        30,
 		HostConcurrency:     16,
+		HostTimeout:         30 * time.Second,
 		UpstreamConcurrency: 8,
 	}
 }
@@ -92,6 +94,7 @@ func Load(name string, args []string, getenv func(string) string) (Config, *flag
 	env("CRM_ALLOW_PRIVATE_UPSTREAMS", boolVar(&c.AllowPrivateUpstreams))
 	env("CRM_HOST_CONCURRENCY", intVar(&c.HostConcurrency, 0, 10000))
 	env("CRM_METRICS_ADDR", str(&c.MetricsAddr))
+	env("CRM_HOST_TIMEOUT", durVar(&c.HostTimeout))
 	env("CRM_UPSTREAM_CONCURRENCY", intVar(&c.UpstreamConcurrency, 0, 10000))
 
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)

@@ -62,6 +62,8 @@ type Settings struct {
 	// upstream host.
 	HostConcurrency     int
 	UpstreamConcurrency int
+	// HostTimeout bounds one host request (0 = the client's default, 30 s).
+	HostTimeout time.Duration
 }
 
 // Limiter hands out cross-process concurrency slots (internal/limit on Redis).
@@ -272,6 +274,7 @@ func (e *Engine) hostClient(h *store.Host) (HostClient, error) {
 	if err != nil {
 		return nil, err
 	}
+	cfg.Timeout = e.Settings.HostTimeout
 	var c HostClient
 	if e.NewHostClient != nil {
 		c = e.NewHostClient(h, cfg)

@@ -32,7 +32,7 @@ func (e *Engine) runImport(ctx context.Context, sc *stepContext) result {
 		if prev != nil {
 			it.DuplicateOf = prev.ID
 			return result{outcome: store.OutcomeOK, status: store.ItemSkipped,
-				message: fmt.Sprintf("key already imported on this host by item %s of batch %s; submit with force to import again", prev.ID, prev.BatchID)}
+				message: fmt.Sprintf("key already imported (or being imported) on this host by item %s of batch %s; submit with force to import again", prev.ID, prev.BatchID)}
 		}
 	}
 

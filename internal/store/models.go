@@ -96,6 +96,9 @@ type Batch struct {
 	UpdatedAt  time.Time    `bun:"updated_at" json:"updated_at"`
 	FinishedAt *time.Time   `bun:"finished_at" json:"finished_at,omitempty"`
 	LastAction Action       `bun:"last_action,type:text" json:"last_action"`
+	// IdempotencyKey is the submitter's Idempotency-Key: the same key on the same host
+	// returns this batch instead of creating another.
+	IdempotencyKey *string `bun:"idempotency_key" json:"idempotency_key,omitempty"`
 }
 
 // Action is the outcome of the last batch-level operation (rollback, reconcile).
