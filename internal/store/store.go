@@ -155,31 +155,27 @@ func (s *Store) Close() error { return s.DB.Close() }
 
 // Migrate applies every pending migration.
 func (s *Store) Migrate(ctx context.Context) error {
-	defer s.widenPool()()
-	m, err := s.migrator()
-	if err != nil {
-		return err
-	}
-	unlock, err := s.lockMigrations(ctx)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	if err := m.Init(ctx); err != nil {
-		return fmt.Errorf("migrate init: %w", err)
-	}
-	if err := m.Lock(ctx); err != nil {
-		return fmt.Errorf("migrate lock: %w", err)
-	}
-	defer m.Unlock(ctx) //nolint:errcheck
-	if _, err := m.Migrate(ctx); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	return nil
+	return s.withMigrator(ctx, true, func(m *migrate.Migrator) error {
+		if _, err := m.Migrate(ctx); err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		return nil
+	})
 }
 
 // Rollback undoes the last migration group (used by tests and operators).
 func (s *Store) Rollback(ctx context.Context) error {
+	return s.withMigrator(ctx, false, func(m *migrate.Migrator) error {
+		if _, err := m.Rollback(ctx); err != nil {
+			return fmt.Errorf("rollback: %w", err)
+		}
+		return nil
+	})
+}
+
+// withMigrator runs fn holding both the cross-process migration lock and bun's own
+// migration lock, with the pool widened for bun/migrate.
+func (s *Store) withMigrator(ctx context.Context, init bool, fn func(*migrate.Migrator) error) error {
 	defer s.widenPool()()
 	m, err := s.migrator()
 	if err != nil {
@@ -190,14 +186,16 @@ func (s *Store) Rollback(ctx context.Context) error {
 		return err
 	}
 	defer unlock()
+	if init {
+		if err := m.Init(ctx); err != nil {
+			return fmt.Errorf("migrate init: %w", err)
+		}
+	}
 	if err := m.Lock(ctx); err != nil {
 		return fmt.Errorf("migrate lock: %w", err)
 	}
 	defer m.Unlock(ctx) //nolint:errcheck
-	if _, err := m.Rollback(ctx); err != nil {
-		return fmt.Errorf("rollback: %w", err)
-	}
-	return nil
+	return fn(m)
 }
 
 // lockMigrations serialises migration runs of several processes sharing one PostgreSQL
