@@ -1,0 +1,93 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/hibiken/asynq"
+
+	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
+)
+
+func newQueue(t *testing.T) (*Queue, *asynq.Inspector) {
+	t.Helper()
+	m := miniredis.RunT(t)
+	conn := asynq.RedisClientOpt{Addr: m.Addr()}
+	c := asynq.NewClient(conn)
+	ins := asynq.NewInspector(conn)
+	t.Cleanup(func() { c.Close(); ins.Close() })
+	return &Queue{Client: c, Inspector: ins}, ins
+}
+
+// Enqueuing the same (step, item, seq) twice collapses into one task; payloads carry IDs.
+func TestEnqueueStepCollapsesDuplicates(t *testing.T) {
+	q, ins := newQueue(t)
+	ctx := context.Background()
+	if err := q.EnqueueStep(ctx, TypeImport, "item-1", 0, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.EnqueueStep(ctx, TypeImport, "item-1", 0, time.Now()); !errors.Is(err, ErrExists) {
+		t.Fatalf("second enqueue: %v", err)
+	}
+	if err := q.EnqueueStep(ctx, TypeImport, "item-1", 1, time.Now().Add(time.Minute)); err != nil {
+		t.Fatalf("next sequence must be a new task: %v", err)
+	}
+	pending, _ := ins.ListPendingTasks(QueueName)
+	scheduled, _ := ins.ListScheduledTasks(QueueName)
+	if len(pending) != 1 || len(scheduled) != 1 {
+		t.Fatalf("pending %d scheduled %d", len(pending), len(scheduled))
+	}
+	if string(pending[0].Payload) != `{"item_id":"item-1","seq":0}` || pending[0].ID != "import:item-1:0" {
+		t.Fatalf("task %s payload %s", pending[0].ID, pending[0].Payload)
+	}
+}
+
+// The sweep rebuilds a lost queue from the database: every due, non-terminal item gets
+// its step back, a second sweep adds nothing.
+func TestSweepRebuildsQueueFromDatabase(t *testing.T) {
+	q, ins := newQueue(t)
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "j.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h := &store.Host{Name: "h", AdminURL: "http://x", PublicURL: "http://x", AuthKind: "api_key"}
+	if err := st.CreateHost(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	b := &store.Batch{HostID: h.ID, Mode: "none"}
+	var items []*store.Item
+	for i := 0; i < 3; i++ {
+		items = append(items, &store.Item{Name: "i", BaseURL: "http://u", APIKeyEnc: "v1:x", KeyMasked: "m", KeyFingerprint: "f", Step: TypeImport})
+	}
+	if err := st.CreateBatch(ctx, b, items); err != nil {
+		t.Fatal(err)
+	}
+	done, _ := st.GetItem(ctx, items[2].ID)
+	done.Status, done.Seq, done.Step, done.NextRunAt = store.ItemReady, 1, "", nil
+	if err := st.CompleteStep(ctx, done, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	sw := &Sweeper{Store: st, Queue: q, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	n, err := sw.Sweep(ctx)
+	if err != nil || n != 2 {
+		t.Fatalf("first sweep enqueued %d: %v", n, err)
+	}
+	if n, err := sw.Sweep(ctx); err != nil || n != 0 {
+		t.Fatalf("second sweep enqueued %d: %v", n, err)
+	}
+	pending, _ := ins.ListPendingTasks(QueueName)
+	if len(pending) != 2 {
+		t.Fatalf("pending after sweeps: %d", len(pending))
+	}
+}
