@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -88,14 +90,7 @@ func (s *Server) submitBatch(c *fiber.Ctx) error {
 	}
 	c.Locals(localBatchID, b.ID)
 	// The batch is committed; enqueue failures are repaired by the recovery sweep.
-	enqueued := 0
-	for _, it := range items {
-		if err := s.Queue.EnqueueStep(ctx, it.Step, it.ID, it.Seq, time.Now()); err != nil && !errors.Is(err, jobs.ErrExists) {
-			s.Log.Warn("enqueue import failed; the recovery sweep will retry", "batch_id", b.ID, "item_id", it.ID, "error", err)
-			continue
-		}
-		enqueued++
-	}
+	enqueued := s.enqueueAll(ctx, b.ID, items)
 	counts, err := s.Store.StatusCounts(ctx, b.ID)
 	if err != nil {
 		return err
@@ -324,4 +319,33 @@ func (s *Server) replaySubmit(c *fiber.Ctx, b *store.Batch) error {
 	}
 	c.Set("Idempotency-Replayed", "true")
 	return c.Status(fiber.StatusOK).JSON(fiber.Map{"batch": batchView{b, counts}, "enqueued": 0})
+}
+
+// enqueueAll enqueues the first step of every item with a few concurrent Redis round
+// trips (one by one, 10 000 items took ~0.9 s). Failures are logged: the batch is already
+// committed and the recovery sweep enqueues whatever is missing.
+func (s *Server) enqueueAll(ctx context.Context, batchID string, items []*store.Item) int {
+	const workers = 8
+	var ok atomic.Int64
+	next := make(chan *store.Item)
+	var wg sync.WaitGroup
+	for w := 0; w < min(workers, len(items)); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for it := range next {
+				if err := s.Queue.EnqueueStep(ctx, it.Step, it.ID, it.Seq, time.Now()); err != nil && !errors.Is(err, jobs.ErrExists) {
+					s.Log.Warn("enqueue import failed; the recovery sweep will retry", "batch_id", batchID, "item_id", it.ID, "error", err)
+					continue
+				}
+				ok.Add(1)
+			}
+		}()
+	}
+	for _, it := range items {
+		next <- it
+	}
+	close(next)
+	wg.Wait()
+	return int(ok.Load())
 }
