@@ -42,5 +42,11 @@ FUZZTIME ?= 30000x
 fuzz:
 	@scripts/fuzz.sh $(FUZZTIME)
 
+## bench: the benchmark of docs/perf.md (BENCH_ITEMS=1000 make bench)
+BENCH_ITEMS ?= 200
+bench:
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/ ./cmd/api ./cmd/worker ./cmd/crmsim ./cmd/crmctl
+	$(BIN)/crmctl bench --items $(BENCH_ITEMS) --json
+
 clean:
 	rm -rf $(BIN) data
