@@ -264,6 +264,16 @@ func HostConfig(box *secret.Box, h *store.Host) (host.Config, error) {
 	return cfg, nil
 }
 
+// clientFor loads a registered host and its client.
+func (e *Engine) clientFor(ctx context.Context, hostID string) (*store.Host, HostClient, error) {
+	h, err := e.Store.GetHost(ctx, hostID)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := e.hostClient(h)
+	return h, c, err
+}
+
 func (e *Engine) hostClient(h *store.Host) (HostClient, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -23,11 +23,7 @@ const (
 // expired) and objects carrying our provenance that the ledger lacks (orphaned). It writes
 // nothing to the host.
 func (e *Engine) Reconcile(ctx context.Context, run *store.ReconcileRun) error {
-	h, err := e.Store.GetHost(ctx, run.HostID)
-	if err != nil {
-		return err
-	}
-	client, err := e.hostClient(h)
+	h, client, err := e.clientFor(ctx, run.HostID)
 	if err != nil {
 		return err
 	}
@@ -260,11 +256,7 @@ func (rc *reconciler) orphans(ctx context.Context, known map[string]bool) error 
 // host needs that), make an account schedulable, re-bind an account to its group. Every
 // finding records what was done; missing and orphaned objects are never touched.
 func (e *Engine) Repair(ctx context.Context, run *store.ReconcileRun) error {
-	h, err := e.Store.GetHost(ctx, run.HostID)
-	if err != nil {
-		return err
-	}
-	client, err := e.hostClient(h)
+	h, client, err := e.clientFor(ctx, run.HostID)
 	if err != nil {
 		return err
 	}

@@ -45,11 +45,7 @@ func (e *Engine) Rollback(ctx context.Context, batchID string) (store.Action, er
 	if err != nil {
 		return act, err
 	}
-	h, err := e.Store.GetHost(ctx, b.HostID)
-	if err != nil {
-		return act, err
-	}
-	client, err := e.hostClient(h)
+	h, client, err := e.clientFor(ctx, b.HostID)
 	if err != nil {
 		return act, err
 	}
