@@ -39,7 +39,14 @@ func (s *Store) MarkCreated(ctx context.Context, r *Resource, hostID string, sta
 	r.HostResourceID = &hostID
 	r.State = state
 	r.UpdatedAt = s.now()
-	_, err := s.DB.NewUpdate().Model(r).Column("host_resource_id", "state", "secret_enc", "details", "parent_id", "batch_id", "item_id", "updated_at").WherePK().Exec(ctx)
+	q := s.DB.NewUpdate().Model(r).Column("host_resource_id", "state", "secret_enc", "details", "parent_id", "batch_id", "item_id", "updated_at").WherePK()
+	if state == ResourceAdopted {
+		// Items racing on a shared object (the managed user): one creates it, another finds
+		// it a moment later. Finding must never relabel what this system created as
+		// adopted, or rollback would keep it.
+		q = q.Where("state <> ?", ResourceCreated)
+	}
+	_, err := q.Exec(ctx)
 	if err != nil {
 		return fmt.Errorf("ledger mark %s %s created: %w", r.Type, r.Name, err)
 	}

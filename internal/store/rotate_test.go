@@ -53,3 +53,26 @@ func TestRotateSecrets(t *testing.T) {
 		t.Fatal("a failed rotation changed data")
 	}
 }
+
+// Marking a shared object as adopted never relabels one this system created (the
+// managed user, ensured concurrently by several items).
+func TestAdoptedNeverDowngradesCreated(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	h := &Host{Name: "h", AdminURL: "http://x", PublicURL: "http://x", AuthKind: "api_key"}
+	if err := s.CreateHost(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	creator, _ := s.EnsureIntent(ctx, &Resource{HostID: h.ID, Type: TypeUser, Name: "u@x"})
+	finder, _ := s.EnsureIntent(ctx, &Resource{HostID: h.ID, Type: TypeUser, Name: "u@x"})
+	if err := s.MarkCreated(ctx, creator, "9", ResourceCreated); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MarkCreated(ctx, finder, "9", ResourceAdopted); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := s.EnsureIntent(ctx, &Resource{HostID: h.ID, Type: TypeUser, Name: "u@x"})
+	if got.State != ResourceCreated {
+		t.Fatalf("state %s after a late adopt, want created", got.State)
+	}
+}
