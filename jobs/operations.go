@@ -10,6 +10,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/cn-relay-manager/cn-relay-manager/internal/metrics"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/pipeline"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 )
@@ -33,11 +34,25 @@ type OperationHandlers struct {
 	Now   func() time.Time
 }
 
-// Register adds the handlers to mux.
+// Register adds the handlers to mux; each run is timed in crm_step_duration_seconds
+// under its task type.
 func (h *OperationHandlers) Register(mux *asynq.ServeMux) {
-	mux.HandleFunc(TypeRollback, h.handleRollback)
-	mux.HandleFunc(TypeReconcile, h.handleReconcile)
-	mux.HandleFunc(TypeReconcileTick, h.handleTick)
+	mux.HandleFunc(TypeRollback, timed(h.handleRollback))
+	mux.HandleFunc(TypeReconcile, timed(h.handleReconcile))
+	mux.HandleFunc(TypeReconcileTick, timed(h.handleTick))
+}
+
+func timed(fn func(context.Context, *asynq.Task) error) func(context.Context, *asynq.Task) error {
+	return func(ctx context.Context, t *asynq.Task) error {
+		start := time.Now()
+		err := fn(ctx, t)
+		outcome := metrics.OutcomeFinished
+		if err != nil {
+			outcome = metrics.OutcomeError
+		}
+		metrics.ObserveStep(t.Type(), outcome, time.Since(start))
+		return err
+	}
 }
 
 func (h *OperationHandlers) handleRollback(ctx context.Context, t *asynq.Task) error {
