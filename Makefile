@@ -4,7 +4,7 @@ GOFLAGS   ?=
 PKGS      := ./...
 BIN       := bin
 
-.PHONY: demo test test-short deps build vet fmt-check fuzz e2e bench clean
+.PHONY: demo test test-short deps build vet fmt-check fuzz bench clean
 
 ## demo: run the product's main job on embedded defaults against the built-in simulators
 demo:

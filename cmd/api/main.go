@@ -59,12 +59,8 @@ func runDemo(ctx context.Context, args []string) error {
 	if *verbose {
 		o.Log = logger()
 	}
-	sum, err := demo.Run(ctx, o)
-	if err != nil {
-		return err
-	}
-	_ = sum
-	return nil
+	_, err := demo.Run(ctx, o)
+	return err
 }
 
 func envOr(k, def string) string {

@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"errors"
-	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -27,11 +26,11 @@ func (s *Server) RetryBatch(ctx context.Context, batchID string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	for _, it := range items {
-		if err := s.Queue.EnqueueStep(ctx, it.Step, it.ID, it.Seq, time.Now()); err != nil && !errors.Is(err, jobs.ErrExists) {
-			s.Log.Warn("enqueue retry failed; the recovery sweep will retry", "item_id", it.ID, "error", err)
-		}
+	ptrs := make([]*store.Item, len(items))
+	for i := range items {
+		ptrs[i] = &items[i]
 	}
+	s.enqueueAll(ctx, batchID, ptrs)
 	return len(items), nil
 }
 
@@ -110,11 +109,7 @@ func (s *Server) ImportDryRun(ctx context.Context, batchID string) (string, erro
 	if err := s.Store.CreateBatch(ctx, nb, copies); err != nil {
 		return "", err
 	}
-	for _, it := range copies {
-		if err := s.Queue.EnqueueStep(ctx, it.Step, it.ID, it.Seq, time.Now()); err != nil && !errors.Is(err, jobs.ErrExists) {
-			s.Log.Warn("enqueue import failed; the recovery sweep will retry", "item_id", it.ID, "error", err)
-		}
-	}
+	s.enqueueAll(ctx, nb.ID, copies)
 	return nb.ID, nil
 }
 

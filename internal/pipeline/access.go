@@ -195,12 +195,8 @@ func (e *Engine) ensureUser(ctx context.Context, sc *stepContext) (*host.User, s
 			return nil, "", fmt.Errorf("managed user %s exists but cannot be found", email)
 		}
 	}
-	// Items of a batch ensure the user concurrently: another item may have created it and
-	// recorded it meanwhile. Re-read the row so an item that merely found that user does
-	// not relabel it as adopted (rollback keeps adopted users).
-	if cur, err := e.Store.EnsureIntent(ctx, &store.Resource{HostID: sc.host.ID, Type: store.TypeUser, Name: email}); err == nil {
-		r = cur
-	}
+	// Items of a batch ensure the user concurrently; the store never lets an item that
+	// merely found the user relabel it from created to adopted (rollback keeps adopted).
 	createdHere := state == store.ResourceCreated && r.State != store.ResourceCreated
 	if createdHere || r.State == store.ResourceIntent || r.State == store.ResourceDeleted || r.HostResourceID == nil || *r.HostResourceID != idString(u.ID) {
 		r.SecretEnc = sealed
