@@ -1,7 +1,7 @@
 // Package host is the client of a sub2api host ("the host"): the admin API, the end-user
-// API and the OpenAI-compatible gateway, exactly as described in the shared host contract
-// (docs/host/sub2api-host.md). It knows the host's envelopes, error shapes, pagination and
-// version differences (profile.go); it never logs, and every exchange is recorded through
+// API and the OpenAI-compatible gateway, as real hosts answer them (the recorded exchanges in
+// testdata/sub2api are the reference; docs/hosts.md lists what differs per version). It knows
+// the host's envelopes, error shapes, pagination and version differences (profile.go); it never logs, and every exchange is recorded through
 // internal/evidence with secrets redacted.
 package host
 

@@ -13,9 +13,10 @@ import (
 	"testing"
 )
 
-// fixtureRoot is the recorded host exchanges, relative to this package directory
-// (/work/main/internal/host -> /work/shared/fixtures/sub2api).
-const fixtureRoot = "../../../shared/fixtures/sub2api"
+// fixtureRoot holds the recorded host exchanges (real responses of running hosts, secrets
+// replaced; see testdata/sub2api/README.md). The simulator's conformance test replays the
+// same files.
+const fixtureRoot = "testdata/sub2api"
 
 // Test secrets: distinctive values so that a leak is easy to spot.
 const (

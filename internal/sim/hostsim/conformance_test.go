@@ -18,8 +18,9 @@ import (
 	"testing"
 )
 
-// fixtureRoot is where the recorded exchanges live, relative to this package.
-const fixtureRoot = "../../../../shared/fixtures/sub2api"
+// fixtureRoot is where the recorded exchanges live, relative to this package: the host
+// client's testdata, so that the client and the simulator are checked against one set.
+const fixtureRoot = "../../host/testdata/sub2api"
 
 // shapeAllowList: JSON paths (dot-joined, arrays as []) whose contents are
 // not compared, with the reason. Everything else must match in key set and
@@ -54,7 +55,7 @@ func TestFixtureConformance(t *testing.T) {
 			dir := filepath.Join(fixtureRoot, v)
 			files, err := filepath.Glob(filepath.Join(dir, "*.json"))
 			if err != nil || len(files) == 0 {
-				t.Fatalf("no fixtures in %s (err %v): the shared fixtures must be present", dir, err)
+				t.Fatalf("no fixtures in %s (err %v): the recorded fixtures must be present", dir, err)
 			}
 			all := map[string]*fixture{}
 			for _, f := range files {

@@ -1,6 +1,6 @@
 // Package hostsim is an in-process simulation of a sub2api host (the AI
 // gateway cn-relay-manager imports provider keys into). It speaks the host's
-// public HTTP API as recorded in /work/shared/fixtures/sub2api for three host
+// public HTTP API as recorded in internal/host/testdata/sub2api for three host
 // profiles ("0.1.179", "0.1.129", "fork-0.1.321") and really calls the
 // upstream base URLs of its accounts, so tests, the demo and benchmarks can
 // run the whole import pipeline without a real host.
