@@ -1,6 +1,7 @@
 // Package limit caps concurrent work per key (a sub2api host, an upstream host) across
 // every worker process with a Redis-based semaphore: a sorted set of leases scored by
-// their expiry, so a crashed holder frees its slot when its lease runs out.
+// their expiry. A holder renews its lease while it works, so the lease can be short and a
+// killed holder frees its slot within one lease instead of blocking the host for minutes.
 package limit
 
 import (
@@ -8,6 +9,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -27,11 +29,24 @@ end
 return 0
 `)
 
+// renewScript extends a lease that still exists (a holder that was too slow to renew has
+// lost its slot and must not resurrect it).
+var renewScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('ZSCORE', KEYS[1], ARGV[2]) then
+  redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]) * 2)
+  return 1
+end
+return 0
+`)
+
 // Semaphore hands out slots per key.
 type Semaphore struct {
 	Redis  redis.UniversalClient
 	Prefix string        // key prefix, default "crm:limit:"
-	Lease  time.Duration // how long a slot is held at most, default 3 min
+	Lease  time.Duration // lease of a slot, renewed every third of it while held; default 15 s
 	Poll   time.Duration // wait between tries when full, default 100 ms
 }
 
@@ -46,7 +61,7 @@ func (s *Semaphore) Acquire(ctx context.Context, key string, limit int) (func(),
 		prefix = "crm:limit:"
 	}
 	if lease <= 0 {
-		lease = 3 * time.Minute
+		lease = 15 * time.Second
 	}
 	if poll <= 0 {
 		poll = 100 * time.Millisecond
@@ -59,17 +74,44 @@ func (s *Semaphore) Acquire(ctx context.Context, key string, limit int) (func(),
 			return nil, fmt.Errorf("acquire %s: %w", key, err)
 		}
 		if ok == 1 {
-			return func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				s.Redis.ZRem(ctx, rk, tok)
-			}, nil
+			return s.hold(rk, tok, lease), nil
 		}
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-time.After(poll):
 		}
+	}
+}
+
+// hold renews the lease until the returned release is called; release frees the slot.
+func (s *Semaphore) hold(rk, tok string, lease time.Duration) func() {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(lease / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				ctx, cancel := context.WithTimeout(context.Background(), lease/3)
+				_ = renewScript.Run(ctx, s.Redis, []string{rk}, lease.Milliseconds(), tok).Err()
+				cancel()
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(stop)
+			<-done
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			s.Redis.ZRem(ctx, rk, tok)
+		})
 	}
 }
 

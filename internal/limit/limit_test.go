@@ -52,28 +52,62 @@ func TestSemaphoreHoldsAcrossClients(t *testing.T) {
 }
 
 // A crashed holder's slot comes back when its lease expires.
+// A holder that dies (its process is killed: no more renewals) frees its slot within
+// one lease.
 func TestLeaseExpiryFreesSlot(t *testing.T) {
 	r := testredis.Start(t)
+	dead := redis.NewClient(&redis.Options{Addr: r.Addr})
 	c := redis.NewClient(&redis.Options{Addr: r.Addr})
 	defer c.Close()
-	s := &Semaphore{Redis: c, Lease: 300 * time.Millisecond, Poll: 10 * time.Millisecond}
-	if _, err := s.Acquire(context.Background(), "k", 1); err != nil { // never released
+	lease := 300 * time.Millisecond
+	holder := &Semaphore{Redis: dead, Lease: lease, Poll: 10 * time.Millisecond}
+	if _, err := holder.Acquire(context.Background(), "k", 1); err != nil { // never released
 		t.Fatal(err)
 	}
+	_ = dead.Close() // the holder's process is gone: its renewals fail from now on
+	s := &Semaphore{Redis: c, Lease: lease, Poll: 10 * time.Millisecond}
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	if _, err := s.Acquire(ctx, "k", 1); err == nil {
 		t.Fatal("acquired a slot that is still leased")
 	}
 	start := time.Now()
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel2()
+	release, err := s.Acquire(ctx2, "k", 1)
+	if err != nil {
+		t.Fatalf("the dead holder's slot never came back: %v", err)
+	}
+	release()
+	if waited := time.Since(start); waited > 2*lease {
+		t.Fatalf("slot came back after %s, lease %s", waited, lease)
+	}
+}
+
+// A live holder keeps its slot for as long as it works, however short the lease.
+func TestLeaseRenewedWhileHeld(t *testing.T) {
+	r := testredis.Start(t)
+	c := redis.NewClient(&redis.Options{Addr: r.Addr})
+	defer c.Close()
+	s := &Semaphore{Redis: c, Lease: 150 * time.Millisecond, Poll: 10 * time.Millisecond}
 	release, err := s.Acquire(context.Background(), "k", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	release()
-	if time.Since(start) > 2*time.Second {
-		t.Fatalf("slot came back after %s", time.Since(start))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second) // 6 leases
+	defer cancel()
+	if _, err := s.Acquire(ctx, "k", 1); err == nil {
+		t.Fatal("a held slot was handed out again after its first lease ran out")
 	}
+	release()
+	release() // idempotent
+	ctx2, cancel2 := context.WithTimeout(context.Background(), time.Second)
+	defer cancel2()
+	r2, err := s.Acquire(ctx2, "k", 1)
+	if err != nil {
+		t.Fatalf("released slot not free: %v", err)
+	}
+	r2()
 }
 
 // The embedded mode runs on miniredis: the script must work there too.
