@@ -84,13 +84,19 @@ func (w *orphanWatch) close() {
 }
 
 // testKillWorker: two worker processes share a PostgreSQL database (the multi-node store);
-// five times, at random points of the batch, one of them is killed with SIGKILL and
-// started again.
+// five times one of them is killed with SIGKILL and started again. Each kill lands while
+// the victim is in the middle of a step by construction: at a random point of the batch
+// the simulated host starts holding every request it receives; each round waits until a
+// worker's own request is among the held ones, kills that worker and starts it again.
+// Nothing finishes while the host holds, so the work the restarted worker needs is
+// always there. The host lets everything go after the fifth kill.
 func testKillWorker(t *testing.T) {
 	n := crashItems(t)
 	rng := testRand(t)
-	// A little host latency spreads the batch over enough time for five kills.
-	cl := newCluster(t, clusterOpts{postgres: true, workers: 2, host: hostsim.Options{Latency: 15 * time.Millisecond}})
+	// Four slots per worker: a kill orphans at most four steps (they wait for asynq's
+	// recoverer), far fewer than the items still to do.
+	cl := newCluster(t, clusterOpts{postgres: true, workers: 2, host: hostsim.Options{Latency: 5 * time.Millisecond},
+		extraEnv: []string{"CRM_WORKER_CONCURRENCY=4"}})
 	items, good := genItems(cl.up, n, "kw")
 	watch := watchActive(cl)
 	begin := time.Now()
@@ -99,38 +105,56 @@ func testKillWorker(t *testing.T) {
 	type kill struct {
 		at       time.Duration
 		slot     int
-		done     int // terminal items at the kill
+		inFlight int // requests of the victim held by the host at the kill
 		orphaned []string
 	}
+	// Start holding somewhere in the first third of the batch (bounded: a slow machine
+	// just holds earlier).
+	at := n/8 + rng.IntN(n/4)
+	waitFor(time.Minute, func() bool { return cl.progress(id) >= at })
+	release := cl.hs.Hold()
+	defer release()
+	doneAtHold := cl.progress(id)
 	var kills []kill
 	for k := 0; k < 5; k++ {
-		// Gaps of 0.3–2 s per 40 items spread the kills over the batch.
-		time.Sleep(time.Duration(float64(300+rng.IntN(1700))*max(1, float64(n)/40)) * time.Millisecond)
-		slot := rng.IntN(2)
+		var candidates []int
+		inFlight := map[int]int{}
+		if !waitFor(time.Minute, func() bool {
+			held := cl.hs.Held()
+			candidates = candidates[:0]
+			cl.mu.Lock()
+			for slot, w := range cl.workers {
+				if c := heldFrom(held, w.cmd.Process.Pid); c > 0 {
+					inFlight[slot] = c
+					candidates = append(candidates, slot)
+				}
+			}
+			cl.mu.Unlock()
+			return len(candidates) > 0
+		}) {
+			t.Fatalf("kill %d: no worker called the host within a minute (held: %v, %d/%d items terminal)\n%s",
+				k+1, cl.hs.Held(), cl.progress(id), n, cl.logs())
+		}
+		slot := candidates[rng.IntN(len(candidates))]
 		cl.mu.Lock()
 		victim := cl.workers[slot]
 		cl.mu.Unlock()
-		at := time.Now()
+		killedAt := time.Now()
 		cl.kill(victim)
 		orphaned := cl.activeTasks() // still active: held by the killed worker (or the other one)
-		watch.markKill(orphaned, at)
-		kills = append(kills, kill{at: at.Sub(begin), slot: slot, done: cl.progress(id), orphaned: orphaned})
-		time.Sleep(time.Duration(rng.IntN(500)) * time.Millisecond)
+		watch.markKill(orphaned, killedAt)
+		kills = append(kills, kill{at: killedAt.Sub(begin), slot: slot, inFlight: inFlight[slot], orphaned: orphaned})
 		cl.startWorker(slot)
 	}
-	midBatch := 0
+	release()
 	for i, k := range kills {
-		if k.done < n {
-			midBatch++
-		}
-		t.Logf("kill %d: worker slot %d at %.1fs, %d/%d items terminal, %d tasks active", i+1, k.slot, k.at.Seconds(), k.done, n, len(k.orphaned))
+		t.Logf("kill %d: worker slot %d at %.1fs with %d of its host requests in flight, %d tasks active",
+			i+1, k.slot, k.at.Seconds(), k.inFlight, len(k.orphaned))
 	}
-	if midBatch < 5 {
-		t.Errorf("only %d of 5 kills landed before the batch finished; slow the host down", midBatch)
-	}
+	t.Logf("the host held its requests from %d/%d items terminal until after the fifth kill", doneAtHold, n)
 
 	// Orphaned active tasks wait for asynq's recoverer: their lease (30 s) must have
-	// expired 30 s ago, and the recoverer runs every minute.
+	// expired, and the recoverer runs every minute.
 	got := cl.waitTerminal(id, envDuration(t, "CRM_CRASH_TIMEOUT", 5*time.Minute))
 	wall := time.Since(begin)
 	watch.close()
@@ -155,14 +179,11 @@ func testKillWorker(t *testing.T) {
 		}
 	}
 	watch.mu.Unlock()
-	if orphans == 0 {
-		t.Logf("no kill left an orphaned active task (every kill hit an idle moment)")
-	}
 	if recovered != orphans {
 		t.Errorf("%d orphaned active tasks, only %d recovered", orphans, recovered)
 	}
-	cl.report("kill_worker", wall, "db=%s kills=5 mid_batch=%d orphaned_active_tasks=%d recovered=%d longest_orphan_s=%.0f %s",
-		cl.db, midBatch, orphans, recovered, longest.Seconds(), res)
+	cl.report("kill_worker", wall, "db=%s kills=5 (each mid-step) held_from_terminal=%d orphaned_active_tasks=%d recovered=%d longest_orphan_s=%.0f %s",
+		cl.db, doneAtHold, orphans, recovered, longest.Seconds(), res)
 }
 
 func containsID(ids []string, id string) bool {
@@ -175,22 +196,27 @@ func containsID(ids []string, id string) bool {
 }
 
 // testWipeRedis: FLUSHALL on the private test redis-server mid-batch; the recovery sweep
-// (CRM_SWEEP_INTERVAL=2s) rebuilds the queue from the database.
+// (CRM_SWEEP_INTERVAL=2s) rebuilds the queue from the database. The wipe lands mid-batch
+// by construction: the simulated host holds its requests (steps in flight, the rest of the
+// batch queued behind them) from before the wipe until after it.
 func testWipeRedis(t *testing.T) {
 	n := crashItems(t)
-	cl := newCluster(t, clusterOpts{host: hostsim.Options{Latency: 10 * time.Millisecond}})
+	cl := newCluster(t, clusterOpts{host: hostsim.Options{Latency: 5 * time.Millisecond}})
 	items, good := genItems(cl.up, n, "wr")
 	begin := time.Now()
 	id := cl.submit("wipe-redis", items)
 
-	// Wipe once about a quarter of the items are done.
-	deadline := time.Now().Add(2 * time.Minute)
-	for cl.progress(id) < n/4 && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
+	// Wipe once about a quarter of the items are done (or a minute has passed), while
+	// the host holds the steps in flight.
+	waitFor(time.Minute, func() bool { return cl.progress(id) >= n/4 })
+	release := cl.hs.Hold()
+	defer release()
+	if !waitFor(time.Minute, func() bool { return len(cl.hs.Held()) > 0 }) {
+		t.Fatalf("no step called the host within a minute of the hold\n%s", cl.logs())
 	}
 	done := cl.progress(id)
 	if done >= n {
-		t.Fatalf("batch finished before the wipe; slow the host down")
+		t.Fatalf("every item is terminal while the host holds a step: %d/%d", done, n)
 	}
 	ctx := context.Background()
 	before, _ := cl.rdb.DBSize(ctx).Result()
@@ -198,22 +224,16 @@ func testWipeRedis(t *testing.T) {
 		t.Fatalf("FLUSHALL on the private redis: %v", err)
 	}
 	wipedAt := time.Now()
-	t.Logf("FLUSHALL at %.1fs with %d/%d items terminal, %d keys in redis", wipedAt.Sub(begin).Seconds(), done, n, before)
+	held := len(cl.hs.Held())
+	release()
+	t.Logf("FLUSHALL at %.1fs with %d/%d items terminal, %d host requests in flight, %d keys in redis",
+		wipedAt.Sub(begin).Seconds(), done, n, held, before)
 
 	got := cl.waitTerminal(id, envDuration(t, "CRM_CRASH_TIMEOUT", 5*time.Minute))
 	wall := time.Since(begin)
 	res := cl.checkConsistency(map[string][]store.Item{id: got}, good)
-	out := ""
-	cl.mu.Lock()
-	for _, np := range cl.all {
-		out += np.p.output()
-	}
-	cl.mu.Unlock()
-	if !strings.Contains(out, "recovery sweep re-enqueued item steps") {
-		t.Errorf("no worker logged that the recovery sweep re-enqueued item steps")
-	}
-	cl.report("wipe_redis", wall, "db=%s wiped_at_terminal=%d redis_keys_wiped=%d after_wipe_s=%.1f %s",
-		cl.db, done, before, time.Since(wipedAt).Seconds(), res)
+	cl.report("wipe_redis", wall, "db=%s wiped_at_terminal=%d in_flight=%d redis_keys_wiped=%d after_wipe_s=%.1f %s",
+		cl.db, done, held, before, time.Since(wipedAt).Seconds(), res)
 }
 
 // testKillAPIDuringSubmission: the api is killed with SIGKILL while POST /api/v1/batches

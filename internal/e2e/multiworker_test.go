@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
+
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/testpg"
 )
@@ -37,12 +39,47 @@ func TestMultiWorkerPostgres(t *testing.T) {
 		}
 	}
 
-	// Periodic reconcile: both workers tick every 3 s, but runs are per minute slot.
-	time.Sleep(4 * time.Second)
+	// Periodic reconcile: both workers tick every 3 s, but runs are per minute slot. Wait
+	// until a periodic run has finished and both schedulers have fired twice after it with
+	// nothing left in the queue: any duplicate run of that slot would exist by then.
 	var runs struct {
 		Items []store.ReconcileRun `json:"items"`
 	}
-	c.do(t, "GET", "/api/v1/reconcile-runs?limit=100", nil, &runs)
+	listRuns := func() {
+		runs.Items = nil
+		c.do(t, "GET", "/api/v1/reconcile-runs?limit=100", nil, &runs)
+	}
+	var firstDone time.Time
+	if !waitFor(time.Minute, func() bool {
+		listRuns()
+		for _, run := range runs.Items {
+			if run.Slot != "" && run.FinishedAt != nil {
+				firstDone = *run.FinishedAt
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("no periodic reconcile run finished within a minute: %+v", runs.Items)
+	}
+	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: s.redis.Addr})
+	defer insp.Close()
+	if !waitFor(time.Minute, func() bool {
+		entries, err := insp.SchedulerEntries()
+		if err != nil || len(entries) < 2 {
+			return false
+		}
+		for _, e := range entries {
+			if e.Prev.Before(firstDone.Add(3 * time.Second)) {
+				return false
+			}
+		}
+		q, err := insp.GetQueueInfo("default")
+		return err == nil && q.Pending == 0 && q.Active == 0
+	}) {
+		t.Fatalf("the two schedulers did not both fire twice after the first periodic run")
+	}
+	listRuns()
 	slots := map[string]int{}
 	for _, run := range runs.Items {
 		if run.Slot != "" {

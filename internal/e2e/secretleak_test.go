@@ -28,7 +28,13 @@ func TestSecretLeak(t *testing.T) {
 	checkItems(t, items, sims)
 	var run store.ReconcileRun
 	c.do(t, "POST", "/api/v1/batches/"+id+"/reconcile", nil, &run)
-	time.Sleep(2 * time.Second)
+	// The reconcile's own requests and log lines are part of what is searched.
+	if !waitFor(time.Minute, func() bool {
+		var got store.ReconcileRun
+		return c.do(t, "GET", "/api/v1/reconcile-runs/"+run.ID, nil, &got) == 200 && got.FinishedAt != nil
+	}) {
+		t.Fatalf("reconcile run %s did not finish within a minute", run.ID)
+	}
 
 	// Every secret the system handled.
 	secrets := map[string]string{"host admin key": sims.AdminKey, "master key": "e2e-master-key-0123456789abcdef"}

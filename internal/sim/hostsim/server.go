@@ -37,6 +37,7 @@ type Server struct {
 	acctGen    int64                // bumps on every account change (ETag)
 	rng        *rand.Rand
 	down       bool
+	hold       holdGate
 	probes     sync.WaitGroup
 	httpSrv    *http.Server
 	listenAddr string
@@ -146,6 +147,9 @@ func (s *Server) bumpAccounts() { s.acctGen++ }
 
 // ServeHTTP routes a request like the host does.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.waitHold(r) {
+		return
+	}
 	s.mu.Lock()
 	down := s.down
 	s.mu.Unlock()
