@@ -10,13 +10,11 @@ BIN       := bin
 demo:
 	$(GO) run ./cmd/api demo --exit
 
-## test: everything CI runs (installs redis-server when missing)
-test: deps fmt-check vet
-	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m $(PKGS)
-	# The pipeline integration tests once more on PostgreSQL (the store, demo and e2e
-	# suites already cover both databases).
-	CRM_TEST_STORE=postgres CGO_ENABLED=1 $(GO) test -race -count=1 ./internal/pipeline
-	$(MAKE) fuzz
+## test: everything CI runs (scripts/test.sh): deps, gofmt, vet, go test -race over every
+## package, the pipeline suite on PostgreSQL, a short fuzz run; every stage runs even when
+## one fails, and the last line is "N passed, N failed, N skipped"
+test:
+	@GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/test.sh
 
 ## test-short: unit tests only
 test-short:
