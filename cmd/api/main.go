@@ -18,6 +18,7 @@ import (
 	"github.com/cn-relay-manager/cn-relay-manager/internal/app"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/config"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/demo"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/redisconn"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 )
@@ -76,10 +77,11 @@ func serve(ctx context.Context, args []string) error {
 		return err
 	}
 	log := logger()
+	redisconn.RouteLogs(log)
 	token := cfg.APIToken
 	if token == "" {
 		if !cfg.Embedded() {
-			return errors.New("CRM_API_TOKEN: required when the api runs against a shared Redis")
+			return errors.New("CRM_API_TOKEN: required when the api runs against a shared Redis (CRM_REDIS_URL)")
 		}
 		token = secret.RandomToken(24)
 		// Printed once, to the terminal only, never into the structured log.
@@ -90,6 +92,16 @@ func serve(ctx context.Context, args []string) error {
 		return err
 	}
 	defer a.Close()
+
+	if a.Redis != nil {
+		// The api keeps serving while its Redis is unusable; /readyz answers 503 with
+		// the cause, and the first failure is logged here.
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := a.PingQueue(cctx); err == nil {
+			log.Info("queue Redis reachable", "redis", a.Redis.String())
+		}
+		cancel()
+	}
 
 	var workerDone chan error
 	wctx, stopWorker := context.WithCancel(context.Background())

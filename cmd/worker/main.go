@@ -18,6 +18,7 @@ import (
 	"github.com/cn-relay-manager/cn-relay-manager/internal/app"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/config"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/metrics"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/redisconn"
 )
 
 func main() {
@@ -35,15 +36,24 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	if cfg.Embedded() {
-		return errors.New("CRM_REDIS_ADDR: required for the worker (an embedded queue would be private to this process); for a single process run the api without it")
+		return errors.New("CRM_REDIS_URL: required for the worker (an embedded queue would be private to this process); for a single process run the api without it")
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	redisconn.RouteLogs(log)
 	a, err := app.New(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	log.Info("worker started", "redis", cfg.RedisAddr, "concurrency", cfg.WorkerConcurrency)
+	// Fail fast: a worker that cannot use its Redis (wrong password, TLS verification,
+	// no sentinel, unknown master) exits with the cause instead of retrying in silence.
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	err = a.PingQueue(cctx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	log.Info("worker started", "redis", a.Redis.String(), "concurrency", cfg.WorkerConcurrency)
 	if cfg.MetricsAddr != "" {
 		// Step durations and HTTP-client figures of this process; item and queue figures
 		// are served by the api from the shared database and Redis.

@@ -33,6 +33,10 @@ type Semaphore struct {
 	Prefix string        // key prefix, default "crm:limit:"
 	Lease  time.Duration // how long a slot is held at most, default 3 min
 	Poll   time.Duration // wait between tries when full, default 100 ms
+	// Outage is how long Acquire and release keep trying through Redis errors (a
+	// Sentinel failover, a restart) before giving up; default 30 s. A release that
+	// never lands would hold its slot for a whole lease.
+	Outage time.Duration
 }
 
 // Acquire blocks until a slot of key is free (at most limit holders) or ctx ends. A
@@ -51,19 +55,27 @@ func (s *Semaphore) Acquire(ctx context.Context, key string, limit int) (func(),
 	if poll <= 0 {
 		poll = 100 * time.Millisecond
 	}
+	outage := s.Outage
+	if outage <= 0 {
+		outage = 30 * time.Second
+	}
 	rk := prefix + key
 	tok := token()
+	var failingSince time.Time
 	for {
 		ok, err := acquireScript.Run(ctx, s.Redis, []string{rk}, limit, lease.Milliseconds(), tok).Int()
-		if err != nil {
-			return nil, fmt.Errorf("acquire %s: %w", key, err)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return nil, ctx.Err()
+		case err != nil && failingSince.IsZero():
+			failingSince = time.Now()
+		case err != nil && time.Since(failingSince) > outage:
+			return nil, fmt.Errorf("acquire %s: Redis failing for %s: %w", key, outage, err)
+		case err == nil:
+			failingSince = time.Time{}
 		}
-		if ok == 1 {
-			return func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				s.Redis.ZRem(ctx, rk, tok)
-			}, nil
+		if err == nil && ok == 1 {
+			return func() { release(s.Redis, rk, tok, outage) }, nil
 		}
 		select {
 		case <-ctx.Done():
@@ -71,6 +83,28 @@ func (s *Semaphore) Acquire(ctx context.Context, key string, limit int) (func(),
 		case <-time.After(poll):
 		}
 	}
+}
+
+// release frees the slot; when Redis fails it keeps trying in the background for up to
+// outage, so that a failover does not cost the slot for a whole lease.
+func release(rc redis.UniversalClient, rk, tok string, outage time.Duration) {
+	try := func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return rc.ZRem(ctx, rk, tok).Err() == nil
+	}
+	if try() {
+		return
+	}
+	go func() {
+		deadline := time.Now().Add(outage)
+		for time.Now().Before(deadline) {
+			time.Sleep(250 * time.Millisecond)
+			if try() {
+				return
+			}
+		}
+	}()
 }
 
 func token() string {
