@@ -8,10 +8,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -29,6 +33,8 @@ func main() {
 	var err error
 	if len(os.Args) > 1 && os.Args[1] == "demo" {
 		err = runDemo(ctx, os.Args[2:])
+	} else if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
+		err = healthcheck(ctx, os.Args[2:])
 	} else if len(os.Args) > 1 && os.Args[1] == "rotate-master-key" {
 		err = rotateMasterKey(ctx, os.Args[2:])
 	} else {
@@ -128,6 +134,35 @@ func serve(ctx context.Context, args []string) error {
 	if workerDone != nil {
 		stopWorker()
 		<-workerDone
+	}
+	return nil
+}
+
+// healthcheck asks the api on CRM_LISTEN_ADDR for /readyz and fails unless it answers
+// 200: the container health check of an image without a shell or curl.
+func healthcheck(ctx context.Context, args []string) error {
+	cfg, _, err := config.Load("healthcheck", args, os.Getenv)
+	if err != nil {
+		return err
+	}
+	host, port, _ := net.SplitHostPort(cfg.ListenAddr)
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+net.JoinHostPort(host, port)+"/readyz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("readyz: %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("readyz: %d %s", resp.StatusCode, strings.TrimSpace(string(body)))
 	}
 	return nil
 }

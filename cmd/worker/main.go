@@ -24,7 +24,11 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:]); err != nil && !errors.Is(err, flag.ErrHelp) {
+	cmd, args := run, os.Args[1:]
+	if len(args) > 0 && args[0] == "healthcheck" {
+		cmd, args = healthcheck, args[1:]
+	}
+	if err := cmd(ctx, args); err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}
@@ -66,6 +70,28 @@ func run(ctx context.Context, args []string) error {
 		defer srv.Close()
 	}
 	return a.RunWorker(ctx)
+}
+
+// healthcheck checks that the worker's Redis (CRM_REDIS_URL) is usable, with the same
+// connection and the same explanation as at start: the container health check of an
+// image without a shell.
+func healthcheck(ctx context.Context, args []string) error {
+	cfg, _, err := config.Load("worker healthcheck", args, os.Getenv)
+	if err != nil {
+		return err
+	}
+	conn, err := cfg.Redis()
+	if err != nil {
+		return err
+	}
+	if conn == nil {
+		return errors.New("CRM_REDIS_URL: not set")
+	}
+	c := conn.ProbeClient()
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return conn.Check(ctx, c)
 }
 
 // requireToken guards /metrics with the API bearer token when one is configured.

@@ -7,9 +7,13 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -122,6 +126,12 @@ func TestRedisACLSplitDeployment(t *testing.T) {
 		}
 		if strings.Contains(body, redisTestPW) {
 			t.Errorf("GET %s shows the Redis password", p)
+		}
+	}
+	// The container health checks of docker-compose.yml.
+	for _, bin := range []string{cl.apiBin, cl.workerBin} {
+		if code, out := healthcheck(t, bin, cl.env); code != 0 {
+			t.Errorf("%s healthcheck exited %d: %s", filepath.Base(bin), code, out)
 		}
 	}
 	cl.noSecretInLogs(redisTestPW)
@@ -297,6 +307,9 @@ func TestRedisFailFast(t *testing.T) {
 				t.Errorf("worker output shows the password:\n%s", out)
 			}
 			t.Logf("worker exited %d after %.1fs: %s", w.cmd.ProcessState.ExitCode(), time.Since(started).Seconds(), lastLine(out))
+			if code, out := healthcheck(t, workerBin, env); code == 0 || !strings.Contains(out, tc.cause) || strings.Contains(out, redisTestPW) {
+				t.Errorf("worker healthcheck exited %d: %s", code, out)
+			}
 
 			started = time.Now()
 			a := start(t, apiBin, env)
@@ -327,8 +340,24 @@ func TestRedisFailFast(t *testing.T) {
 				t.Errorf("the api shows the password")
 			}
 			t.Logf("/readyz 503 after %.1fs: %s", time.Since(started).Seconds(), body.Message)
+			if code, out := healthcheck(t, apiBin, env); code == 0 || !strings.Contains(out, tc.cause) {
+				t.Errorf("api healthcheck exited %d: %s", code, out)
+			}
 		})
 	}
+}
+
+// healthcheck runs "<bin> healthcheck" with env and returns its exit code and output.
+func healthcheck(t *testing.T, bin string, env []string) (int, string) {
+	t.Helper()
+	cmd := exec.Command(bin, "healthcheck")
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatalf("%s healthcheck: %v", bin, err)
+	}
+	return cmd.ProcessState.ExitCode(), string(out)
 }
 
 func lastLine(s string) string {
