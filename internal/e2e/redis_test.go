@@ -168,6 +168,11 @@ func TestRedisTLSSplitDeployment(t *testing.T) {
 // the test fails if the bound ever breaks).
 func TestRedisSentinelFailover(t *testing.T) {
 	set := testredis.StartSentinel(t, testredis.SentinelOptions{Username: "crm", Password: redisTestPW})
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("sentinel, master and replica logs:\n%s", set.Log())
+		}
+	})
 	const n = 200
 	cl := newCluster(t, clusterOpts{workers: 2, host: hostsim.Options{Latency: 25 * time.Millisecond},
 		redisEnv: []string{"CRM_REDIS_URL=" + set.URL(2)},
