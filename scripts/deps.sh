@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian/Ubuntu machine:
-#  - redis-server (the tests start private instances of it);
+#  - redis-server built with TLS (the tests start private instances of it: plain, with an
+#    ACL user, TLS-only with a generated CA, and master + replica + sentinel through
+#    `redis-server --sentinel`, so the separate redis-sentinel package is not needed);
 #  - a running PostgreSQL server on 127.0.0.1:5432 that lets the role "postgres" connect
 #    over TCP without a password (the tests create and drop their own databases on it;
 #    see internal/testpg). When a server already answers there, nothing is changed.
@@ -29,6 +31,14 @@ if [ ${#need[@]} -ne 0 ]; then
   apt_install "${need[@]}"
   # The Debian package starts a system redis on 6379; the tests never use it.
   command -v redis-server >/dev/null 2>&1 || { echo "redis-server still missing after install" >&2; exit 1; }
+fi
+# A build without TLS rejects --tls-port as a bad directive; with TLS and no port to
+# listen on it exits at once saying so.
+redis_has_tls() { redis-server --port 0 --tls-port 0 --save "" 2>&1 | grep -q "not to listen anywhere\|not listen anywhere"; }
+if ! redis_has_tls; then
+  echo "redis-server on PATH ($(command -v redis-server)) has no TLS support; installing Debian's"
+  apt_install redis-server
+  redis_has_tls || { echo "redis-server still lacks TLS support (TestRedisTLS* needs it)" >&2; exit 1; }
 fi
 
 # --- chromium (the headless-browser test, internal/browser) -------------------------

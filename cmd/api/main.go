@@ -8,16 +8,21 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/cn-relay-manager/cn-relay-manager/internal/app"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/config"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/demo"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/redisconn"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 )
@@ -28,6 +33,8 @@ func main() {
 	var err error
 	if len(os.Args) > 1 && os.Args[1] == "demo" {
 		err = runDemo(ctx, os.Args[2:])
+	} else if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
+		err = healthcheck(ctx, os.Args[2:])
 	} else if len(os.Args) > 1 && os.Args[1] == "rotate-master-key" {
 		err = rotateMasterKey(ctx, os.Args[2:])
 	} else {
@@ -76,10 +83,11 @@ func serve(ctx context.Context, args []string) error {
 		return err
 	}
 	log := logger()
+	redisconn.RouteLogs(log)
 	token := cfg.APIToken
 	if token == "" {
 		if !cfg.Embedded() {
-			return errors.New("CRM_API_TOKEN: required when the api runs against a shared Redis")
+			return errors.New("CRM_API_TOKEN: required when the api runs against a shared Redis (CRM_REDIS_URL)")
 		}
 		token = secret.RandomToken(24)
 		// Printed once, to the terminal only, never into the structured log.
@@ -90,6 +98,16 @@ func serve(ctx context.Context, args []string) error {
 		return err
 	}
 	defer a.Close()
+
+	if a.Redis != nil {
+		// The api keeps serving while its Redis is unusable; /readyz answers 503 with
+		// the cause, and the first failure is logged here.
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := a.PingQueue(cctx); err == nil {
+			log.Info("queue Redis reachable", "redis", a.Redis.String())
+		}
+		cancel()
+	}
 
 	var workerDone chan error
 	wctx, stopWorker := context.WithCancel(context.Background())
@@ -116,6 +134,35 @@ func serve(ctx context.Context, args []string) error {
 	if workerDone != nil {
 		stopWorker()
 		<-workerDone
+	}
+	return nil
+}
+
+// healthcheck asks the api on CRM_LISTEN_ADDR for /readyz and fails unless it answers
+// 200: the container health check of an image without a shell or curl.
+func healthcheck(ctx context.Context, args []string) error {
+	cfg, _, err := config.Load("healthcheck", args, os.Getenv)
+	if err != nil {
+		return err
+	}
+	host, port, _ := net.SplitHostPort(cfg.ListenAddr)
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+net.JoinHostPort(host, port)+"/readyz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("readyz: %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("readyz: %d %s", resp.StatusCode, strings.TrimSpace(string(body)))
 	}
 	return nil
 }

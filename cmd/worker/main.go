@@ -18,12 +18,17 @@ import (
 	"github.com/cn-relay-manager/cn-relay-manager/internal/app"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/config"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/metrics"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/redisconn"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:]); err != nil && !errors.Is(err, flag.ErrHelp) {
+	cmd, args := run, os.Args[1:]
+	if len(args) > 0 && args[0] == "healthcheck" {
+		cmd, args = healthcheck, args[1:]
+	}
+	if err := cmd(ctx, args); err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}
@@ -35,15 +40,24 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	if cfg.Embedded() {
-		return errors.New("CRM_REDIS_ADDR: required for the worker (an embedded queue would be private to this process); for a single process run the api without it")
+		return errors.New("CRM_REDIS_URL: required for the worker (an embedded queue would be private to this process); for a single process run the api without it")
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	redisconn.RouteLogs(log)
 	a, err := app.New(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	log.Info("worker started", "redis", cfg.RedisAddr, "concurrency", cfg.WorkerConcurrency)
+	// Fail fast: a worker that cannot use its Redis (wrong password, TLS verification,
+	// no sentinel, unknown master) exits with the cause instead of retrying in silence.
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	err = a.PingQueue(cctx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	log.Info("worker started", "redis", a.Redis.String(), "concurrency", cfg.WorkerConcurrency)
 	if cfg.MetricsAddr != "" {
 		// Step durations and HTTP-client figures of this process; item and queue figures
 		// are served by the api from the shared database and Redis.
@@ -56,6 +70,28 @@ func run(ctx context.Context, args []string) error {
 		defer srv.Close()
 	}
 	return a.RunWorker(ctx)
+}
+
+// healthcheck checks that the worker's Redis (CRM_REDIS_URL) is usable, with the same
+// connection and the same explanation as at start: the container health check of an
+// image without a shell.
+func healthcheck(ctx context.Context, args []string) error {
+	cfg, _, err := config.Load("worker healthcheck", args, os.Getenv)
+	if err != nil {
+		return err
+	}
+	conn, err := cfg.Redis()
+	if err != nil {
+		return err
+	}
+	if conn == nil {
+		return errors.New("CRM_REDIS_URL: not set")
+	}
+	c := conn.ProbeClient()
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return conn.Check(ctx, c)
 }
 
 // requireToken guards /metrics with the API bearer token when one is configured.

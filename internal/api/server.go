@@ -121,7 +121,14 @@ func (s *Server) readyz(c *fiber.Ctx) error {
 	}
 	if s.Ready != nil {
 		if err := s.Ready(ctx); err != nil {
-			return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"status": "unavailable", "reason": "queue"})
+			body := fiber.Map{"status": "unavailable", "reason": "queue"}
+			// The endpoint is anonymous: only a message written for it (the setting and
+			// the cause, no URL, no secret) is shown.
+			var p interface{ Public() string }
+			if errors.As(err, &p) {
+				body["message"] = p.Public()
+			}
+			return c.Status(fiber.StatusServiceUnavailable).JSON(body)
 		}
 	}
 	return c.JSON(fiber.Map{"status": "ready"})

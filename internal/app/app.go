@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -22,6 +23,7 @@ import (
 	"github.com/cn-relay-manager/cn-relay-manager/internal/egress"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/limit"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/pipeline"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/redisconn"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/upstream"
@@ -41,9 +43,17 @@ type App struct {
 	Queue     *jobs.Queue
 	Engine    *pipeline.Engine
 
+	// Redis is the connection of every Redis user in this process (nil when embedded):
+	// asynq's client, server, scheduler and inspector, asynqmon and the semaphores.
+	Redis *redisconn.Conn
+
 	mini       *miniredis.Miniredis
 	limitRedis redis.UniversalClient
+	probe      redis.UniversalClient // health checks: no retries, first failure reported
 	stopTick   chan struct{}
+
+	readyMu   sync.Mutex
+	lastReady error // the last readiness verdict, to log changes only
 }
 
 // New opens the database (migrating it), the secret box and the queue connection.
@@ -68,9 +78,15 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	}
 	if cfg.Embedded() {
 		a.startEmbeddedRedis()
-		log.Warn("CRM_REDIS_ADDR is empty: running all-in-one with an in-memory queue; it is lost on exit and the recovery sweep rebuilds it from the database on the next start")
+		log.Warn("CRM_REDIS_URL (and CRM_REDIS_ADDR) is empty: running all-in-one with an in-memory queue; it is lost on exit and the recovery sweep rebuilds it from the database on the next start")
 	} else {
-		a.Conn = asynq.RedisClientOpt{Addr: cfg.RedisAddr, DB: cfg.RedisDB}
+		conn, err := cfg.Redis()
+		if err != nil {
+			a.Store.Close()
+			return nil, err
+		}
+		a.Redis, a.Conn = conn, conn
+		a.probe = conn.ProbeClient()
 	}
 	a.Client = asynq.NewClient(a.Conn)
 	a.Inspector = asynq.NewInspector(a.Conn)
@@ -121,14 +137,31 @@ func (a *App) startEmbeddedRedis() {
 	}(a.mini, a.stopTick)
 }
 
-// PingQueue checks the queue's Redis.
+// PingQueue checks the queue's Redis. A failure is a *redisconn.Error naming the setting
+// and the cause, never the password. Changes of the verdict are logged (with the masked
+// URL), not every check.
 func (a *App) PingQueue(ctx context.Context) error {
-	c, ok := a.Conn.MakeRedisClient().(redis.UniversalClient)
-	if !ok {
-		return errors.New("unexpected redis client type")
+	var err error
+	if a.Redis == nil {
+		c, ok := a.Conn.MakeRedisClient().(redis.UniversalClient)
+		if !ok {
+			return errors.New("unexpected redis client type")
+		}
+		defer c.Close()
+		err = c.Ping(ctx).Err()
+	} else {
+		err = a.Redis.Check(ctx, a.probe)
 	}
-	defer c.Close()
-	return c.Ping(ctx).Err()
+	a.readyMu.Lock()
+	defer a.readyMu.Unlock()
+	switch {
+	case err != nil && (a.lastReady == nil || a.lastReady.Error() != err.Error()):
+		a.Log.Warn("queue Redis not usable", "error", err)
+	case err == nil && a.lastReady != nil:
+		a.Log.Info("queue Redis usable again")
+	}
+	a.lastReady = err
+	return err
 }
 
 // APIServer returns the REST API bound to this process's store and queue.
@@ -193,6 +226,9 @@ func (a *App) Close() {
 	}
 	if a.limitRedis != nil {
 		a.limitRedis.Close()
+	}
+	if a.probe != nil {
+		a.probe.Close()
 	}
 	if a.stopTick != nil {
 		close(a.stopTick)

@@ -12,14 +12,18 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cn-relay-manager/cn-relay-manager/internal/redisconn"
 )
 
 // Config is the whole process configuration.
 type Config struct {
 	ListenAddr  string // CRM_LISTEN_ADDR
 	DatabaseURL string // CRM_DATABASE_URL: sqlite file path / "sqlite:PATH" / "file:PATH"
-	RedisAddr   string // CRM_REDIS_ADDR: empty = embedded in-process Redis (all-in-one)
-	RedisDB     int    // CRM_REDIS_DB
+	RedisURL    string // CRM_REDIS_URL: redis://, rediss:// or redis-sentinel:// (secret: holds the password)
+	RedisTLSCA  string // CRM_REDIS_TLS_CA: PEM file of a private CA for rediss://
+	RedisAddr   string // CRM_REDIS_ADDR: legacy host:port form; both empty = embedded in-process Redis (all-in-one)
+	RedisDB     int    // CRM_REDIS_DB: database of the legacy form
 	APIToken    string // CRM_API_TOKEN: bearer token for the API
 	MasterKey   string // CRM_MASTER_KEY: secrets at rest
 	DataDir     string // CRM_DATA_DIR: where the default SQLite file and generated key live
@@ -78,6 +82,8 @@ func Load(name string, args []string, getenv func(string) string) (Config, *flag
 	str := func(dst *string) func(string) error { return func(v string) error { *dst = v; return nil } }
 	env("CRM_LISTEN_ADDR", str(&c.ListenAddr))
 	env("CRM_DATABASE_URL", str(&c.DatabaseURL))
+	env("CRM_REDIS_URL", str(&c.RedisURL))
+	env("CRM_REDIS_TLS_CA", str(&c.RedisTLSCA))
 	env("CRM_REDIS_ADDR", str(&c.RedisAddr))
 	env("CRM_REDIS_DB", intVar(&c.RedisDB, 0, 15))
 	env("CRM_API_TOKEN", str(&c.APIToken))
@@ -100,7 +106,9 @@ func Load(name string, args []string, getenv func(string) string) (Config, *flag
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.StringVar(&c.ListenAddr, "listen", c.ListenAddr, "HTTP listen address (CRM_LISTEN_ADDR)")
 	fs.StringVar(&c.DatabaseURL, "database-url", c.DatabaseURL, "database URL or SQLite path (CRM_DATABASE_URL)")
-	fs.StringVar(&c.RedisAddr, "redis-addr", c.RedisAddr, "Redis address; empty runs an embedded in-memory Redis (CRM_REDIS_ADDR)")
+	fs.Var(maskedURL{&c.RedisURL}, "redis-url", "Redis URL: redis://[user:password@]host:port/db, rediss://… or redis-sentinel://[:password@]host1:port,host2:port/db?master=NAME; empty (and no -redis-addr) runs an embedded in-memory Redis (CRM_REDIS_URL)")
+	fs.StringVar(&c.RedisTLSCA, "redis-tls-ca", c.RedisTLSCA, "PEM file of the CA that signed the Redis server's certificate, for rediss:// (CRM_REDIS_TLS_CA)")
+	fs.StringVar(&c.RedisAddr, "redis-addr", c.RedisAddr, "Redis host:port, the legacy form of -redis-url without password or TLS (CRM_REDIS_ADDR)")
 	fs.IntVar(&c.RedisDB, "redis-db", c.RedisDB, "Redis database index (CRM_REDIS_DB)")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for the default SQLite file and generated keys (CRM_DATA_DIR)")
 	fs.IntVar(&c.WorkerConcurrency, "concurrency", c.WorkerConcurrency, "worker concurrency (CRM_WORKER_CONCURRENCY)")
@@ -128,6 +136,16 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("CRM_REDIS_ADDR: %q is not host:port", c.RedisAddr))
 		}
 	}
+	switch {
+	case c.RedisURL != "" && (c.RedisAddr != "" || c.RedisDB != 0):
+		errs = append(errs, errors.New("CRM_REDIS_URL: set together with CRM_REDIS_ADDR/CRM_REDIS_DB; use one form (the URL carries the database as /db)"))
+	case c.RedisURL != "":
+		if _, err := redisconn.Parse(c.RedisURL, c.RedisTLSCA); err != nil {
+			errs = append(errs, err)
+		}
+	case c.RedisTLSCA != "":
+		errs = append(errs, errors.New("CRM_REDIS_TLS_CA: set without CRM_REDIS_URL (TLS needs rediss://)"))
+	}
 	if c.WorkerConcurrency < 1 {
 		errs = append(errs, errors.New("CRM_WORKER_CONCURRENCY: must be at least 1"))
 	}
@@ -150,7 +168,35 @@ func (c Config) Validate() error {
 }
 
 // Embedded reports whether the queue runs on an in-process Redis.
-func (c Config) Embedded() bool { return c.RedisAddr == "" }
+func (c Config) Embedded() bool { return c.RedisAddr == "" && c.RedisURL == "" }
+
+// Redis returns the connection every Redis user of the process shares: from
+// CRM_REDIS_URL, or from the legacy CRM_REDIS_ADDR/CRM_REDIS_DB. Nil when Embedded.
+func (c Config) Redis() (*redisconn.Conn, error) {
+	switch {
+	case c.RedisURL != "":
+		return redisconn.Parse(c.RedisURL, c.RedisTLSCA)
+	case c.RedisAddr != "":
+		return redisconn.FromAddr(c.RedisAddr, c.RedisDB), nil
+	}
+	return nil, nil
+}
+
+// maskedURL is the -redis-url flag: its value is shown (in -help defaults) with the
+// password masked.
+type maskedURL struct{ p *string }
+
+func (m maskedURL) String() string {
+	if m.p == nil || *m.p == "" {
+		return ""
+	}
+	if c, err := redisconn.Parse(*m.p, ""); err == nil {
+		return c.String()
+	}
+	return "(set, not shown)"
+}
+
+func (m maskedURL) Set(v string) error { *m.p = strings.TrimSpace(v); return nil }
 
 func intVar(dst *int, lo, hi int) func(string) error {
 	return func(v string) error {

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"errors"
+	"flag"
 	"strings"
 	"testing"
 	"time"
@@ -50,5 +52,78 @@ func TestBadConfigNamesTheVariable(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("%s=%q: error %v does not name the variable", key, val, err)
 		}
+	}
+}
+
+const redisPW = "Zq9-redis-password-xyz"
+
+func TestRedisURL(t *testing.T) {
+	c, _, err := Load("worker", nil, envOf(map[string]string{"CRM_REDIS_URL": "redis://crm:" + redisPW + "@redis:6379/3"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Embedded() {
+		t.Fatal("CRM_REDIS_URL alone must not run the embedded queue")
+	}
+	conn, err := c.Redis()
+	if err != nil || conn == nil {
+		t.Fatalf("Redis(): %v %v", conn, err)
+	}
+	if conn.String() != "redis://crm:xxxxx@redis:6379/3" {
+		t.Fatalf("masked form %q", conn.String())
+	}
+	legacy, _, err := Load("worker", nil, envOf(map[string]string{"CRM_REDIS_ADDR": "127.0.0.1:6379", "CRM_REDIS_DB": "2"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if conn, _ := legacy.Redis(); conn == nil || conn.String() != "redis://127.0.0.1:6379/2" || conn.Source() != "CRM_REDIS_ADDR" {
+		t.Fatalf("legacy form: %v", conn)
+	}
+	if conn, _ := Defaults().Redis(); conn != nil {
+		t.Fatal("no Redis configured must mean the embedded queue")
+	}
+}
+
+func TestRedisURLErrors(t *testing.T) {
+	cases := []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"CRM_REDIS_URL": "redis://crm:" + redisPW + "@r:6379/3", "CRM_REDIS_ADDR": "r:6379"}, "use one form"},
+		{map[string]string{"CRM_REDIS_URL": "redis://crm:" + redisPW + "@r:6379/3", "CRM_REDIS_DB": "4"}, "use one form"},
+		{map[string]string{"CRM_REDIS_URL": "memcached://crm:" + redisPW + "@r:1"}, "CRM_REDIS_URL"},
+		{map[string]string{"CRM_REDIS_URL": "redis://crm:" + redisPW + "@r:6379/3", "CRM_REDIS_TLS_CA": "/nonexistent.pem"}, "CRM_REDIS_TLS_CA"},
+		{map[string]string{"CRM_REDIS_TLS_CA": "/nonexistent.pem"}, "CRM_REDIS_TLS_CA"},
+	}
+	for _, tc := range cases {
+		_, _, err := Load("api", nil, envOf(tc.env))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v does not say %q", tc.env["CRM_REDIS_URL"] != "", err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), redisPW) {
+			t.Errorf("error shows the Redis password: %v", err)
+		}
+	}
+}
+
+// -help prints flag defaults, which come from the environment: the password stays masked.
+func TestHelpMasksRedisPassword(t *testing.T) {
+	var out strings.Builder
+	_, fs, err := Load("api", []string{"-help"}, envOf(map[string]string{"CRM_REDIS_URL": "rediss://crm:" + redisPW + "@r:6380/1"}))
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-help: %v", err)
+	}
+	fs.SetOutput(&out)
+	fs.PrintDefaults()
+	if strings.Contains(out.String(), redisPW) || !strings.Contains(out.String(), "rediss://crm:xxxxx@r:6380/1") {
+		t.Fatalf("help text:\n%s", out.String())
+	}
+	// Set through the flag itself, the value is masked the same way.
+	c, fs, err := Load("api", []string{"-redis-url", "redis://:" + redisPW + "@r:1/0"}, envOf(nil))
+	if err != nil || c.RedisURL == "" {
+		t.Fatalf("-redis-url: %v", err)
+	}
+	if v := fs.Lookup("redis-url").Value.String(); strings.Contains(v, redisPW) {
+		t.Fatalf("flag value shows the password: %s", v)
 	}
 }

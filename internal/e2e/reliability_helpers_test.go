@@ -128,6 +128,9 @@ type clusterOpts struct {
 	workers  int  // worker processes (default 1)
 	host     hostsim.Options
 	extraEnv []string
+	// redisEnv replaces the private open redis-server with these settings (CRM_REDIS_URL
+	// and friends); the cluster then has no redis/rdb of its own.
+	redisEnv []string
 }
 
 // cluster is one api process and its workers, a private redis-server, a database, the
@@ -160,9 +163,11 @@ func newCluster(t *testing.T, o clusterOpts) *cluster {
 	t.Helper()
 	apiBin, workerBin := binaries(t)
 	cl := &cluster{t: t, apiBin: apiBin, workerBin: workerBin, db: "sqlite"}
-	cl.redis = testredis.Start(t)
-	cl.rdb = redis.NewClient(&redis.Options{Addr: cl.redis.Addr})
-	t.Cleanup(func() { _ = cl.rdb.Close() })
+	if len(o.redisEnv) == 0 {
+		cl.redis = testredis.Start(t)
+		cl.rdb = redis.NewClient(&redis.Options{Addr: cl.redis.Addr})
+		t.Cleanup(func() { _ = cl.rdb.Close() })
+	}
 	up, err := upstreamsim.Start(upstreamsim.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -184,7 +189,11 @@ func newCluster(t *testing.T, o clusterOpts) *cluster {
 	cl.hs = hs
 
 	dir, listen := t.TempDir(), freeAddr(t)
-	cl.env = append(baseEnv(t, dir, listen), "CRM_REDIS_ADDR="+cl.redis.Addr)
+	cl.env = baseEnv(t, dir, listen)
+	if len(o.redisEnv) == 0 {
+		cl.env = append(cl.env, "CRM_REDIS_ADDR="+cl.redis.Addr)
+	}
+	cl.env = append(cl.env, o.redisEnv...)
 	if o.postgres {
 		cl.env = append(cl.env, "CRM_DATABASE_URL="+testpg.Start(t))
 		cl.db = "postgres"

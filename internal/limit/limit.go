@@ -48,6 +48,10 @@ type Semaphore struct {
 	Prefix string        // key prefix, default "crm:limit:"
 	Lease  time.Duration // lease of a slot, renewed every third of it while held; default 15 s
 	Poll   time.Duration // wait between tries when full, default 100 ms
+	// Outage is how long Acquire and release keep trying through Redis errors (a
+	// Sentinel failover, a restart) before giving up; default 30 s. A release that
+	// never lands would hold its slot for a whole lease.
+	Outage time.Duration
 }
 
 // Acquire blocks until a slot of key is free (at most limit holders) or ctx ends. A
@@ -66,15 +70,27 @@ func (s *Semaphore) Acquire(ctx context.Context, key string, limit int) (func(),
 	if poll <= 0 {
 		poll = 100 * time.Millisecond
 	}
+	outage := s.Outage
+	if outage <= 0 {
+		outage = 30 * time.Second
+	}
 	rk := prefix + key
 	tok := token()
+	var failingSince time.Time
 	for {
 		ok, err := acquireScript.Run(ctx, s.Redis, []string{rk}, limit, lease.Milliseconds(), tok).Int()
-		if err != nil {
-			return nil, fmt.Errorf("acquire %s: %w", key, err)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return nil, ctx.Err()
+		case err != nil && failingSince.IsZero():
+			failingSince = time.Now()
+		case err != nil && time.Since(failingSince) > outage:
+			return nil, fmt.Errorf("acquire %s: Redis failing for %s: %w", key, outage, err)
+		case err == nil:
+			failingSince = time.Time{}
 		}
-		if ok == 1 {
-			return s.hold(rk, tok, lease), nil
+		if err == nil && ok == 1 {
+			return s.hold(rk, tok, lease, outage), nil
 		}
 		select {
 		case <-ctx.Done():
@@ -85,7 +101,7 @@ func (s *Semaphore) Acquire(ctx context.Context, key string, limit int) (func(),
 }
 
 // hold renews the lease until the returned release is called; release frees the slot.
-func (s *Semaphore) hold(rk, tok string, lease time.Duration) func() {
+func (s *Semaphore) hold(rk, tok string, lease, outage time.Duration) func() {
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
@@ -108,11 +124,31 @@ func (s *Semaphore) hold(rk, tok string, lease time.Duration) func() {
 		once.Do(func() {
 			close(stop)
 			<-done
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			s.Redis.ZRem(ctx, rk, tok)
+			release(s.Redis, rk, tok, outage)
 		})
 	}
+}
+
+// release frees the slot; when Redis fails it keeps trying in the background for up to
+// outage, so that a failover does not cost the slot for a whole lease.
+func release(rc redis.UniversalClient, rk, tok string, outage time.Duration) {
+	try := func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return rc.ZRem(ctx, rk, tok).Err() == nil
+	}
+	if try() {
+		return
+	}
+	go func() {
+		deadline := time.Now().Add(outage)
+		for time.Now().Before(deadline) {
+			time.Sleep(250 * time.Millisecond)
+			if try() {
+				return
+			}
+		}
+	}()
 }
 
 func token() string {

@@ -132,3 +132,44 @@ func TestSemaphoreOnMiniredis(t *testing.T) {
 	}
 	r2()
 }
+
+// Through a Redis outage shorter than Outage, Acquire waits instead of failing, and a
+// release that failed is retried, so the slot is not lost for a whole lease.
+func TestSemaphoreRidesOutRedisOutage(t *testing.T) {
+	m := miniredis.RunT(t)
+	c := redis.NewClient(&redis.Options{Addr: m.Addr(), MaxRetries: -1, DialerRetries: 1})
+	defer c.Close()
+	s := &Semaphore{Redis: c, Poll: 10 * time.Millisecond, Outage: 10 * time.Second}
+	release, err := s.Acquire(context.Background(), "k", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Close() // Redis gone while the slot is held
+	release() // fails now, retried in the background
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		// Back with its data, as a promoted replica would be: the slot is still taken.
+		if err := m.Restart(); err != nil {
+			t.Error(err)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	defer cancel()
+	start := time.Now()
+	r2, err := s.Acquire(ctx, "k", 1) // only possible once the retried release landed
+	if err != nil {
+		t.Fatalf("Acquire through a short outage: %v", err)
+	}
+	r2()
+	t.Logf("slot free again %s after the outage began (lease: 3 min)", time.Since(start).Round(time.Millisecond))
+
+	// An outage longer than Outage is an error.
+	m3 := miniredis.RunT(t)
+	c3 := redis.NewClient(&redis.Options{Addr: m3.Addr(), MaxRetries: -1, DialerRetries: 1})
+	defer c3.Close()
+	s3 := &Semaphore{Redis: c3, Poll: 10 * time.Millisecond, Outage: 200 * time.Millisecond}
+	m3.Close()
+	if _, err := s3.Acquire(context.Background(), "k", 1); err == nil {
+		t.Fatal("Acquire succeeded with Redis down")
+	}
+}
