@@ -81,16 +81,23 @@ func stream(r io.Reader, w io.Writer) {
 			}
 			b.WriteString(e.Output)
 		case "fail":
+			printed := ""
 			if b := out[key(e)]; b != nil {
-				fmt.Fprint(w, b.String())
+				printed = b.String()
+				fmt.Fprint(w, printed)
 			}
-			if e.Test == "" {
+			if e.Test == "" && !strings.Contains(printed, "FAIL\t"+e.Package) {
 				fmt.Fprintf(w, "FAIL\t%s\t%.1fs\n", e.Package, e.Elapsed)
 			}
 			delete(out, key(e))
-		case "pass", "skip":
+		case "pass":
 			if e.Test == "" {
 				fmt.Fprintf(w, "ok  \t%s\t%.1fs\n", e.Package, e.Elapsed)
+			}
+			delete(out, key(e))
+		case "skip":
+			if e.Test == "" {
+				fmt.Fprintf(w, "?   \t%s\t[no test files]\n", e.Package)
 			}
 			delete(out, key(e))
 		}

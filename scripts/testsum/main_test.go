@@ -21,6 +21,8 @@ const sample = `{"Action":"run","Package":"p/a","Test":"TestOK"}
 {"Action":"fail","Package":"p/b","Elapsed":1}
 {"Action":"pass","Package":"p/c","Test":"TestC","Elapsed":0}
 {"Action":"pass","Package":"p/c","Elapsed":0.1}
+{"Action":"output","Package":"p/e","Output":"?   \tp/e\t[no test files]\n"}
+{"Action":"skip","Package":"p/e","Elapsed":0}
 # p/d [build failed]
 `
 
@@ -54,7 +56,7 @@ func TestStreamShowsFailingOutputOnly(t *testing.T) {
 	var b strings.Builder
 	stream(strings.NewReader(sample), &b)
 	out := b.String()
-	for _, want := range []string{"    boom\n", "FAIL\tp/a", "panic: oops", "FAIL\tp/b", "ok  \tp/c", "# p/d [build failed]"} {
+	for _, want := range []string{"    boom\n", "FAIL\tp/a", "panic: oops", "FAIL\tp/b", "ok  \tp/c", "# p/d [build failed]", "?   \tp/e\t[no test files]"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("stream output lacks %q:\n%s", want, out)
 		}
