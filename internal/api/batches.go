@@ -11,6 +11,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/cn-relay-manager/cn-relay-manager/internal/catalog"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 	"github.com/cn-relay-manager/cn-relay-manager/jobs"
@@ -47,6 +48,21 @@ type batchView struct {
 	Counts map[string]int `json:"counts"`
 }
 
+// submittedItem is what the submission made of one item before anything is probed: the
+// provider, the OpenAI-compatible base the host gets and the Anthropic-compatible base kept
+// beside it.
+type submittedItem struct {
+	Index             int      `json:"index"`
+	ID                string   `json:"id"`
+	Name              string   `json:"name"`
+	Provider          string   `json:"provider"`
+	DetectedBy        string   `json:"detected_by"`
+	SuggestedProvider string   `json:"suggested_provider,omitempty"`
+	NormalizedURL     string   `json:"normalized_url"`
+	AnthropicBaseURL  string   `json:"anthropic_base_url"`
+	Notes             []string `json:"notes"`
+}
+
 func (s *Server) submitBatch(c *fiber.Ctx) error {
 	var req batchRequest
 	if err := decodeStrict(c, &req); err != nil {
@@ -73,7 +89,7 @@ func (s *Server) submitBatch(c *fiber.Ctx) error {
 			return s.replaySubmit(c, prev)
 		}
 	}
-	b, items, err := s.buildBatch(h, &req)
+	b, items, notes, err := s.buildBatch(h, &req)
 	if err != nil {
 		return err
 	}
@@ -95,107 +111,127 @@ func (s *Server) submitBatch(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return c.Status(fiber.StatusCreated).JSON(fiber.Map{"batch": batchView{b, counts}, "enqueued": enqueued})
+	return c.Status(fiber.StatusCreated).JSON(fiber.Map{"batch": batchView{b, counts}, "enqueued": enqueued, "items": submittedItems(items, notes)})
 }
 
-func (s *Server) buildBatch(h *store.Host, req *batchRequest) (*store.Batch, []*store.Item, error) {
+func submittedItems(items []*store.Item, notes [][]string) []submittedItem {
+	out := make([]submittedItem, 0, len(items))
+	for i, it := range items {
+		n := []string{}
+		if i < len(notes) && notes[i] != nil {
+			n = notes[i]
+		}
+		out = append(out, submittedItem{Index: it.Idx, ID: it.ID, Name: it.Name, Provider: it.Provider, DetectedBy: it.DetectedBy,
+			SuggestedProvider: it.SuggestedProvider, NormalizedURL: it.NormalizedURL, AnthropicBaseURL: it.AnthropicBaseURL, Notes: n})
+	}
+	return out
+}
+
+func (s *Server) buildBatch(h *store.Host, req *batchRequest) (*store.Batch, []*store.Item, [][]string, error) {
 	if req.Mode == "" {
 		req.Mode = "self_service"
 	}
 	switch req.Mode {
 	case "self_service", "subscription", "none":
 	default:
-		return nil, nil, badField("mode", "mode must be one of subscription, self_service, none")
+		return nil, nil, nil, badField("mode", "mode must be one of subscription, self_service, none")
 	}
 	if len(req.Items) == 0 {
-		return nil, nil, badField("items", "items must hold at least one item")
+		return nil, nil, nil, badField("items", "items must hold at least one item")
 	}
 	if len(req.Items) > MaxBatchItems {
-		return nil, nil, badField("items", fmt.Sprintf("a batch holds at most %d items", MaxBatchItems))
+		return nil, nil, nil, badField("items", fmt.Sprintf("a batch holds at most %d items", MaxBatchItems))
 	}
 	if len(req.Name) > 200 {
-		return nil, nil, badField("name", "name is at most 200 characters")
+		return nil, nil, nil, badField("name", "name is at most 200 characters")
 	}
 	opts := store.BatchOptions{TopUpAmount: req.TopUpAmount, ValidityDays: req.ValidityDays}
 	if req.TopUpAmount < 0 {
-		return nil, nil, badField("topup_amount", "topup_amount must be positive")
+		return nil, nil, nil, badField("topup_amount", "topup_amount must be positive")
 	}
 	if req.ValidityDays < 0 || req.ValidityDays > 36500 {
-		return nil, nil, badField("validity_days", "validity_days must be between 1 and 36500")
+		return nil, nil, nil, badField("validity_days", "validity_days must be between 1 and 36500")
 	}
 	if w := req.Window; w != nil {
 		if w.DeadlineS < 0 || w.DeadlineS > 24*3600 {
-			return nil, nil, badField("window.deadline_s", "window.deadline_s must be between 1 and 86400 seconds")
+			return nil, nil, nil, badField("window.deadline_s", "window.deadline_s must be between 1 and 86400 seconds")
 		}
 		for _, d := range w.ScheduleS {
 			if d < 1 || d > 3600 {
-				return nil, nil, badField("window.schedule_s", "every window.schedule_s delay must be between 1 and 3600 seconds")
+				return nil, nil, nil, badField("window.schedule_s", "every window.schedule_s delay must be between 1 and 3600 seconds")
 			}
 		}
 		opts.WindowDeadlineS, opts.WindowScheduleS = w.DeadlineS, w.ScheduleS
 	}
 	b := &store.Batch{HostID: h.ID, Name: strings.TrimSpace(req.Name), Mode: req.Mode, DryRun: req.DryRun, Force: req.Force, Options: opts}
 	items := make([]*store.Item, 0, len(req.Items))
+	notes := make([][]string, 0, len(req.Items))
 	seen := map[string]int{}
 	for i, in := range req.Items {
-		it, err := s.buildItem(i, in)
+		it, note, err := s.buildItem(i, in)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		if j, dup := seen[it.KeyFingerprint]; dup && !req.Force {
-			return nil, nil, badField(fmt.Sprintf("items[%d].api_key", i), fmt.Sprintf("the same key is already item %d of this batch", j))
+			return nil, nil, nil, badField(fmt.Sprintf("items[%d].api_key", i), fmt.Sprintf("the same key is already item %d of this batch", j))
 		}
 		seen[it.KeyFingerprint] = i
 		items = append(items, it)
+		notes = append(notes, note)
 	}
-	return b, items, nil
+	return b, items, notes, nil
 }
 
-func (s *Server) buildItem(i int, in itemRequest) (*store.Item, error) {
+// buildItem validates one item and interprets its pasted base URL, key and hint the way the
+// import step will (normalise, detect), so that a line the product cannot answer is refused
+// here with a reason the operator can act on. It returns the interpretation's notes.
+func (s *Server) buildItem(i int, in itemRequest) (*store.Item, []string, error) {
 	field := func(f string) string { return fmt.Sprintf("items[%d].%s", i, f) }
 	key := strings.TrimSpace(in.APIKey)
 	switch {
 	case key == "":
-		return nil, badField(field("api_key"), "api_key is required")
+		return nil, nil, badField(field("api_key"), "api_key is required")
 	case len(key) > 512 || strings.ContainsAny(key, " \t\r\n"):
-		return nil, badField(field("api_key"), "api_key must be one token of at most 512 characters")
+		return nil, nil, badField(field("api_key"), "api_key must be one token of at most 512 characters")
 	}
-	norm, err := s.Catalog.NormalizeURL(in.BaseURL)
-	if err != nil {
-		return nil, badField(field("base_url"), err.Error())
+	if len(in.Provider) > 40 {
+		return nil, nil, badField(field("provider"), "provider is at most 40 characters")
 	}
+	ip := s.Catalog.Interpret(catalog.Input{BaseURL: in.BaseURL, APIKey: key, Hint: in.Provider})
+	if ip.Refusal != "" {
+		return nil, nil, badField(field("base_url"), ip.Refusal)
+	}
+	norm := ip.URL
 	if s.Egress != nil {
 		if err := s.Egress.CheckURL(norm.BaseURL); err != nil {
-			return nil, badField(field("base_url"), err.Error())
+			return nil, nil, badField(field("base_url"), err.Error())
 		}
 	}
 	if len(in.Name) > 200 {
-		return nil, badField(field("name"), "name is at most 200 characters")
+		return nil, nil, badField(field("name"), "name is at most 200 characters")
 	}
 	if len(in.Models) > 100 {
-		return nil, badField(field("models"), "at most 100 models per item")
+		return nil, nil, badField(field("models"), "at most 100 models per item")
 	}
 	models := []string{}
 	for j, m := range in.Models {
 		if len(m) > 200 || strings.TrimSpace(m) == "" {
-			return nil, badField(fmt.Sprintf("items[%d].models[%d]", i, j), "model names are non-empty and at most 200 characters")
+			return nil, nil, badField(fmt.Sprintf("items[%d].models[%d]", i, j), "model names are non-empty and at most 200 characters")
 		}
 		models = append(models, m)
 	}
-	if len(in.Provider) > 40 {
-		return nil, badField(field("provider"), "provider is at most 40 characters")
-	}
 	sealed, err := s.Box.Seal(key)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	name := strings.TrimSpace(in.Name)
 	if name == "" {
 		name = fmt.Sprintf("item-%d %s", i+1, norm.Host)
 	}
-	return &store.Item{Name: name, BaseURL: strings.TrimSpace(in.BaseURL), NormalizedURL: norm.BaseURL, ProviderHint: strings.TrimSpace(in.Provider),
+	return &store.Item{Name: name, BaseURL: catalog.WithoutQuery(in.BaseURL), NormalizedURL: norm.BaseURL, ProviderHint: strings.TrimSpace(in.Provider),
+		AnthropicBaseURL: norm.AnthropicBase, Provider: ip.Detection.ProviderID, DetectedBy: ip.Detection.By, SuggestedProvider: ip.Detection.Suggested,
 		APIKeyEnc: sealed, KeyMasked: secret.Mask(key), KeyFingerprint: s.Box.Fingerprint(key),
-		RequestedModels: models, Step: jobs.TypeImport}, nil
+		RequestedModels: models, Step: jobs.TypeImport}, ip.Notes, nil
 }
 
 func (s *Server) listBatches(c *fiber.Ctx) error {
@@ -317,8 +353,21 @@ func (s *Server) replaySubmit(c *fiber.Ctx, b *store.Batch) error {
 	if err != nil {
 		return err
 	}
+	var ptrs []*store.Item
+	for {
+		page, total, err := s.Store.ListItems(c.UserContext(), b.ID, MaxBatchItems, len(ptrs))
+		if err != nil {
+			return err
+		}
+		for i := range page {
+			ptrs = append(ptrs, &page[i])
+		}
+		if len(page) == 0 || len(ptrs) >= total {
+			break
+		}
+	}
 	c.Set("Idempotency-Replayed", "true")
-	return c.Status(fiber.StatusOK).JSON(fiber.Map{"batch": batchView{b, counts}, "enqueued": 0})
+	return c.Status(fiber.StatusOK).JSON(fiber.Map{"batch": batchView{b, counts}, "enqueued": 0, "items": submittedItems(ptrs, nil)})
 }
 
 // enqueueAll enqueues the first step of every item with a few concurrent Redis round

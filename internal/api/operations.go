@@ -104,6 +104,7 @@ func (s *Server) ImportDryRun(ctx context.Context, batchID string) (string, erro
 	copies := make([]*store.Item, 0, len(items))
 	for _, it := range items {
 		copies = append(copies, &store.Item{Name: it.Name, BaseURL: it.BaseURL, NormalizedURL: it.NormalizedURL, ProviderHint: it.ProviderHint,
+			AnthropicBaseURL: it.AnthropicBaseURL, Provider: it.Provider, DetectedBy: it.DetectedBy, SuggestedProvider: it.SuggestedProvider,
 			APIKeyEnc: it.APIKeyEnc, KeyMasked: it.KeyMasked, KeyFingerprint: it.KeyFingerprint, RequestedModels: it.RequestedModels, Step: jobs.TypeImport})
 	}
 	if err := s.Store.CreateBatch(ctx, nb, copies); err != nil {

@@ -38,7 +38,7 @@ func FuzzSubmitDecode(f *testing.F) {
 			}
 			return
 		}
-		b, items, err := s.buildBatch(h, &req)
+		b, items, notes, err := s.buildBatch(h, &req)
 		if err != nil {
 			var ae *APIError
 			if !errors.As(err, &ae) || ae.Status != 400 || ae.Message == "" {
@@ -46,12 +46,15 @@ func FuzzSubmitDecode(f *testing.F) {
 			}
 			return
 		}
-		if b == nil || len(items) != len(req.Items) {
-			t.Fatalf("accepted batch lost items: %d of %d", len(items), len(req.Items))
+		if b == nil || len(items) != len(req.Items) || len(notes) != len(items) {
+			t.Fatalf("accepted batch lost items: %d of %d (%d notes)", len(items), len(req.Items), len(notes))
 		}
 		for _, it := range items {
 			if !bytes.HasPrefix([]byte(it.APIKeyEnc), []byte("v1:")) {
 				t.Fatal("key not sealed")
+			}
+			if it.NormalizedURL == "" || it.Provider == "" || it.DetectedBy == "" {
+				t.Fatalf("accepted item without base or provider: %+v", it)
 			}
 		}
 	})

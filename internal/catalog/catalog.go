@@ -1,16 +1,17 @@
 // Package catalog knows the Chinese LLM providers that cn-relay-manager imports: their
-// hosts, default API paths, Anthropic-compatible bases, key shapes, model ids (with
-// aliases and retired names) and provider-specific error patterns. The data lives in the
-// embedded providers.json (sourced from docs/providers.md) so that it can be reviewed and
-// updated without touching code.
+// surfaces (one per region and plan: the hosts, the OpenAI-compatible base path and the
+// Anthropic-compatible base path on the same host), key shapes, model ids (with aliases,
+// retired names and where each is served) and provider-specific error patterns. The data
+// lives in the embedded providers.json so that it can be reviewed and updated without
+// touching code; docs/providers.md renders it.
 package catalog
 
 import (
 	_ "embed"
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -29,6 +30,82 @@ type Model struct {
 	Successor  string   `json:"successor,omitempty"`
 	Chat       bool     `json:"chat"`                 // usable with chat/completions
 	Deprecated bool     `json:"deprecated,omitempty"` // still served, accepted when asked for, never picked by default
+	// Regions and Plans restrict where the model is served (empty = everywhere): DashScope
+	// serves third-party models only in Beijing, Ark's ark-code-latest only on the Coding
+	// Plan, MiniMax's Flash preview only to Token Plan keys.
+	Regions []string `json:"regions,omitempty"`
+	Plans   []string `json:"plans,omitempty"`
+}
+
+// Scope says where a base URL sits among a provider's surfaces, for the model lists that
+// differ by region and plan. Plan "" is pay-as-you-go; Region "" is not known.
+type Scope struct {
+	Region string
+	Plan   string
+}
+
+// servedAt reports whether the model is served in scope (always, for a nil scope) and, when
+// it is not, why, in words the operator can act on.
+func (m *Model) servedAt(s *Scope) (bool, string) {
+	if s == nil {
+		return true, ""
+	}
+	if len(m.Regions) > 0 && !slices.Contains(m.Regions, s.Region) {
+		where := "the region of this base is not known"
+		if s.Region != "" {
+			where = "this base is in " + s.Region
+		}
+		return false, fmt.Sprintf("%s is served only in region %s; %s", m.ID, strings.Join(m.Regions, ", "), where)
+	}
+	if len(m.Plans) > 0 && !slices.Contains(m.Plans, s.Plan) {
+		on := "pay-as-you-go"
+		if s.Plan != "" {
+			on = "the " + s.Plan + " plan"
+		}
+		return false, fmt.Sprintf("%s is served only on the %s plan; this base and key are %s", m.ID, strings.Join(m.Plans, "/"), on)
+	}
+	return true, ""
+}
+
+// Surface is one way in to a provider: a region and plan, the hosts that serve it, and its
+// OpenAI-compatible and Anthropic-compatible base paths on those hosts. Providers that offer
+// both protocols keep the two bases side by side, so a pasted Anthropic base can be mapped
+// to the OpenAI base of the same region and plan.
+type Surface struct {
+	ID     string   `json:"id"`
+	Region string   `json:"region,omitempty"`
+	Plan   string   `json:"plan,omitempty"` // "" = pay-as-you-go; plan keys and PAYG keys do not work on each other's bases
+	Hosts  []string `json:"hosts"`          // lower-case hostnames; "*" matches any run of characters
+	// Legacy marks hosts that still answer but only with older native endpoints; they are
+	// accepted when pasted and never suggested.
+	Legacy bool `json:"legacy,omitempty"`
+	// OpenAI is the path of the OpenAI-compatible base (clients append /chat/completions).
+	OpenAI string `json:"openai"`
+	// OpenAIAlso are other paths that are equally valid OpenAI bases and are kept as pasted
+	// (DeepSeek answers with and without /v1).
+	OpenAIAlso []string `json:"openai_also,omitempty"`
+	// Anthropic is the path of the Anthropic-compatible base (clients append /v1/messages):
+	// "/" is the host root, "" means none is documented.
+	Anthropic string `json:"anthropic,omitempty"`
+	// Fixes are wrong-but-common paths that mean OpenAI (open.bigmodel.cn/v1, DashScope's
+	// native /api/v1).
+	Fixes []string `json:"fixes,omitempty"`
+}
+
+// HasAnthropic reports whether the surface documents an Anthropic-compatible base.
+func (s *Surface) HasAnthropic() bool { return s.Anthropic != "" }
+
+// anthropicPath is the Anthropic base path ("" for the host root).
+func (s *Surface) anthropicPath() string { return strings.TrimSuffix(s.Anthropic, "/") }
+
+// servesHost reports whether host is one of the surface's hosts.
+func (s *Surface) servesHost(host string) bool {
+	for _, h := range s.Hosts {
+		if hostMatch(h, host) {
+			return true
+		}
+	}
+	return false
 }
 
 // ErrorRule maps a provider error answer to a failure class (the string value of a
@@ -46,19 +123,20 @@ type ErrorRule struct {
 
 // Provider is one catalog entry.
 type Provider struct {
-	ID            string   `json:"id"`
-	Name          string   `json:"name"`
-	Hosts         []string `json:"hosts"`          // lower-case hostnames; "*" matches any run of characters
-	DefaultPath   string   `json:"default_path"`   // path the OpenAI-compatible base ends with
-	AnthropicBase string   `json:"anthropic_base"` // documented Anthropic-compatible base, "" if none
-	KeyPrefixes   []string `json:"key_prefixes,omitempty"`
-	Models        []Model  `json:"models"`
-	CaseSensitive bool     `json:"case_sensitive,omitempty"`
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// Surfaces lists the regions and plans in order; the first surface listing a host is
+	// that host's default (what a bare host means).
+	Surfaces      []Surface `json:"surfaces"`
+	KeyPrefixes   []string  `json:"key_prefixes,omitempty"`
+	Models        []Model   `json:"models"`
+	CaseSensitive bool      `json:"case_sensitive,omitempty"`
 
-	// HostPaths overrides DefaultPath for particular hosts (e.g. DashScope Coding Plan).
-	HostPaths map[string]string `json:"host_paths,omitempty"`
-	// PathFixes rewrites known wrong-but-common paths (e.g. open.bigmodel.cn/v1).
-	PathFixes map[string]string `json:"path_fixes,omitempty"`
+	// Hosts are the host patterns of all surfaces, in order (derived).
+	Hosts []string `json:"-"`
+	// DefaultPath is the OpenAI base path of the first surface (derived).
+	DefaultPath string `json:"-"`
+
 	// LegacyHosts are hosts that are shut down or unsupported, with the reason.
 	LegacyHosts map[string]string `json:"legacy_hosts,omitempty"`
 	// Responses says whether POST {base}/responses is documented.
@@ -75,40 +153,55 @@ type Provider struct {
 	passthrough *regexp.Regexp
 }
 
-// AnthropicPath returns the path of the provider's Anthropic base (the part a client
-// appends "/v1/messages" to), and whether the provider has one. It lets callers build the
-// Anthropic base for any host that serves this provider, e.g. a simulator or a mirror.
+// AnthropicPath returns the Anthropic base path of the provider's first surface (the part
+// a client appends "/v1/messages" to; "" is the host root), and whether it has one. It lets
+// callers build the Anthropic base for any host that serves this provider, e.g. a
+// simulator or a mirror.
 func (p *Provider) AnthropicPath() (string, bool) {
-	if p.AnthropicBase == "" {
+	if len(p.Surfaces) == 0 || !p.Surfaces[0].HasAnthropic() {
 		return "", false
 	}
-	u, err := url.Parse(p.AnthropicBase)
-	if err != nil {
-		return "", false
-	}
-	return strings.TrimRight(u.Path, "/"), true
+	return p.Surfaces[0].anthropicPath(), true
 }
 
 // AnthropicBaseFor derives the Anthropic base that belongs to an OpenAI-compatible base of
-// this provider: the default path is cut off and the Anthropic path appended. It returns ""
-// when the provider has no Anthropic endpoint.
+// this provider on any host (a mirror, a simulator): the surface whose OpenAI path ends the
+// base (longest first) is cut off and its Anthropic path appended. It returns "" when that
+// surface has no Anthropic base.
 func (p *Provider) AnthropicBaseFor(openAIBase string) string {
-	ap, ok := p.AnthropicPath()
-	if !ok {
-		return ""
-	}
 	root := strings.TrimRight(openAIBase, "/")
-	if p.DefaultPath != "" && strings.HasSuffix(root, p.DefaultPath) {
-		root = strings.TrimSuffix(root, p.DefaultPath)
-	} else {
-		for _, hp := range p.HostPaths {
-			if hp != "" && strings.HasSuffix(root, hp) {
-				root = strings.TrimSuffix(root, hp)
-				break
-			}
+	var best *Surface
+	for i := range p.Surfaces {
+		s := &p.Surfaces[i]
+		if strings.HasSuffix(root, s.OpenAI) && (best == nil || len(s.OpenAI) > len(best.OpenAI)) {
+			best = s
 		}
 	}
-	return root + ap
+	if best == nil || !best.HasAnthropic() {
+		return ""
+	}
+	return strings.TrimSuffix(root, best.OpenAI) + best.anthropicPath()
+}
+
+// Surface returns the surface with this id.
+func (p *Provider) Surface(id string) (*Surface, bool) {
+	for i := range p.Surfaces {
+		if p.Surfaces[i].ID == id {
+			return &p.Surfaces[i], true
+		}
+	}
+	return nil, false
+}
+
+// surfacesFor returns the surfaces that serve host, default first.
+func (p *Provider) surfacesFor(host string) []*Surface {
+	var out []*Surface
+	for i := range p.Surfaces {
+		if p.Surfaces[i].servesHost(host) {
+			out = append(out, &p.Surfaces[i])
+		}
+	}
+	return out
 }
 
 // Model returns the catalog model with this exact id.
@@ -138,11 +231,28 @@ func (p *Provider) SupportsResponses(model string) bool {
 	return false
 }
 
-// KeyHint is one key-shape rule of providers.md §12.2, tried in file order.
+// KeyHint is one key-shape rule, tried in file order (more specific prefixes first). A key
+// shape is only a hint: relays issue sk- keys that look exactly like DeepSeek or Kimi keys.
 type KeyHint struct {
 	Pattern  string `json:"pattern"`
 	Provider string `json:"provider"`
-	re       *regexp.Regexp
+	// Also lists other providers whose keys have the same shape (sk- + 32 hex digits is
+	// DeepSeek or Alibaba pay-as-you-go).
+	Also []string `json:"also,omitempty"`
+	// Plan is the plan this key shape belongs to when the provider's hosts do not tell
+	// (MiniMax sk-cp- keys are Token Plan keys on the same hosts as sk-api- keys).
+	Plan string `json:"plan,omitempty"`
+	// Plans are the plans whose bases take this key shape when the bases tell plans apart
+	// (Alibaba sk-sp- keys: Token or Coding Plan); empty = pay-as-you-go.
+	Plans []string `json:"plans,omitempty"`
+	// Weak marks shapes other services share; a weak hint never contradicts a known host.
+	Weak bool `json:"weak,omitempty"`
+	re   *regexp.Regexp
+}
+
+// names reports whether the hint points at provider id.
+func (h *KeyHint) names(id string) bool {
+	return h.Provider == id || slices.Contains(h.Also, id)
 }
 
 // Catalog is the parsed provider catalog. It is read-only after construction and safe for
@@ -198,6 +308,9 @@ func Parse(data []byte) (*Catalog, error) {
 			}
 			p.passthrough = re
 		}
+		if err := prepareSurfaces(&p); err != nil {
+			return nil, err
+		}
 		if err := validateModels(&p); err != nil {
 			return nil, err
 		}
@@ -215,10 +328,87 @@ func Parse(data []byte) (*Catalog, error) {
 		if _, ok := c.byID[h.Provider]; !ok {
 			return nil, fmt.Errorf("parse catalog: key hint #%d names unknown provider %q", i, h.Provider)
 		}
+		for _, id := range h.Also {
+			if _, ok := c.byID[id]; !ok {
+				return nil, fmt.Errorf("parse catalog: key hint #%d names unknown provider %q", i, id)
+			}
+		}
 		h.re = re
 		c.keyHints = append(c.keyHints, h)
 	}
+	if err := c.validateScopes(); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// validateScopes checks that every region and plan a model is restricted to exists: a
+// typo would otherwise hide the model everywhere.
+func (c *Catalog) validateScopes() error {
+	for _, p := range c.providers {
+		regions, plans := map[string]bool{}, map[string]bool{}
+		for _, s := range p.Surfaces {
+			regions[s.Region], plans[s.Plan] = true, true
+		}
+		for _, h := range c.keyHints {
+			if h.Provider == p.ID && h.Plan != "" {
+				plans[h.Plan] = true
+			}
+		}
+		for _, m := range p.Models {
+			for _, r := range m.Regions {
+				if !regions[r] {
+					return fmt.Errorf("parse catalog: provider %q model %q: no surface is in region %q", p.ID, m.ID, r)
+				}
+			}
+			for _, pl := range m.Plans {
+				if !plans[pl] {
+					return fmt.Errorf("parse catalog: provider %q model %q: no surface or key shape is on plan %q", p.ID, m.ID, pl)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// prepareSurfaces checks the surfaces and derives Hosts and DefaultPath from them.
+func prepareSurfaces(p *Provider) error {
+	if len(p.Surfaces) == 0 && p.ID != OpenAICompatible {
+		return fmt.Errorf("parse catalog: provider %q has no surfaces", p.ID)
+	}
+	seen := map[string]bool{}
+	p.Hosts = nil
+	for _, s := range p.Surfaces {
+		if s.ID == "" || seen[s.ID] {
+			return fmt.Errorf("parse catalog: provider %q: surface id %q empty or repeated", p.ID, s.ID)
+		}
+		seen[s.ID] = true
+		if len(s.Hosts) == 0 {
+			return fmt.Errorf("parse catalog: provider %q surface %q has no hosts", p.ID, s.ID)
+		}
+		paths := append([]string{s.OpenAI}, s.OpenAIAlso...)
+		paths = append(paths, s.Fixes...)
+		if s.Anthropic != "/" {
+			paths = append(paths, s.Anthropic)
+		}
+		for _, pth := range paths {
+			if pth != "" && (!strings.HasPrefix(pth, "/") || strings.HasSuffix(pth, "/")) {
+				return fmt.Errorf("parse catalog: provider %q surface %q: path %q must start and not end with /", p.ID, s.ID, pth)
+			}
+		}
+		for _, h := range s.Hosts {
+			if h != strings.ToLower(h) || h == "" {
+				return fmt.Errorf("parse catalog: provider %q surface %q: host %q must be lower-case", p.ID, s.ID, h)
+			}
+			if !slices.Contains(p.Hosts, h) {
+				p.Hosts = append(p.Hosts, h)
+			}
+		}
+	}
+	if len(p.Surfaces) > 0 {
+		p.DefaultPath = p.Surfaces[0].OpenAI
+	}
+	return nil
 }
 
 func validateModels(p *Provider) error {

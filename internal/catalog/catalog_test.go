@@ -76,6 +76,11 @@ func TestParseRejectsBrokenData(t *testing.T) {
 		"bad successor":  `{"providers":[{"id":"openai_compatible","models":[{"id":"a","retired":true,"successor":"b"}]}]}`,
 		"bad key regexp": `{"providers":[{"id":"openai_compatible"}],"key_hints":[{"pattern":"(","provider":"openai_compatible"}]}`,
 		"bad key prov":   `{"providers":[{"id":"openai_compatible"}],"key_hints":[{"pattern":"^x","provider":"nope"}]}`,
+		"no surfaces":    `{"providers":[{"id":"x"},{"id":"openai_compatible"}]}`,
+		"surface path":   `{"providers":[{"id":"x","surfaces":[{"id":"a","hosts":["h"],"openai":"v1/"}]},{"id":"openai_compatible"}]}`,
+		"surface host":   `{"providers":[{"id":"x","surfaces":[{"id":"a","hosts":["H"],"openai":"/v1"}]},{"id":"openai_compatible"}]}`,
+		"region typo":    `{"providers":[{"id":"x","surfaces":[{"id":"a","region":"cn","hosts":["h"],"openai":"/v1"}],"models":[{"id":"m","regions":["cm"]}]},{"id":"openai_compatible"}]}`,
+		"plan typo":      `{"providers":[{"id":"x","surfaces":[{"id":"a","plan":"coding","hosts":["h"],"openai":"/v1"}],"models":[{"id":"m","plans":["codin"]}]},{"id":"openai_compatible"}]}`,
 	} {
 		if _, err := Parse([]byte(data)); err == nil {
 			t.Errorf("%s: Parse accepted broken data", name)
@@ -94,6 +99,9 @@ func TestAnthropicBaseFor(t *testing.T) {
 		{"minimax", "http://127.0.0.1:9/minimax/v1", "http://127.0.0.1:9/minimax/anthropic"},
 		{"ark", "https://ark.cn-beijing.volces.com/api/v3", "https://ark.cn-beijing.volces.com/api/compatible"},
 		{"qianfan", "https://qianfan.baidubce.com/v2", ""},
+		{"qianfan", "https://mirror.example/qianfan/v2/coding", "https://mirror.example/qianfan/anthropic/coding"},
+		{"ark", "http://127.0.0.1:9/ark/api/coding/v3", "http://127.0.0.1:9/ark/api/coding"},
+		{"kimi_coding", "http://127.0.0.1:9/kimi_coding/coding/v1", "http://127.0.0.1:9/kimi_coding/coding"},
 	}
 	for _, tc := range cases {
 		p, _ := c.Provider(tc.id)

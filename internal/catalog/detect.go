@@ -5,38 +5,74 @@ import (
 	"strings"
 )
 
-// Detection is the provider a base URL and key most likely belong to.
+// How a Detection was decided.
+const (
+	ByHost    = "host"     // the base URL's host belongs to a catalog provider
+	ByHint    = "hint"     // the operator named the provider
+	ByKeyHint = "key_hint" // no base URL was given; the key's shape decided
+	ByDefault = "default"  // nothing known: a generic OpenAI-compatible relay
+)
+
+// Detection is the provider a base URL and key belong to.
 type Detection struct {
 	ProviderID string
-	By         string // "host", "key_hint", "hint" or "default"
+	By         string // ByHost, ByHint, ByKeyHint or ByDefault
+	// Suggested is the provider the key's shape points at when the shape did not decide:
+	// the host is unknown (a relay, a look-alike domain, a private address), the operator
+	// gave a hint, or a strong shape contradicts a known host. It is shown to the operator
+	// and never used as the provider.
+	Suggested string
+	// Plan is the plan the key's shape names when it belongs to the detected provider and
+	// the provider's hosts do not tell plans apart (MiniMax sk-cp- keys).
+	Plan string
 }
 
-// Detect decides the provider following providers.md §12.3: the host wins; when the host
-// is unknown, an explicit hint (a provider id or name) is trusted next; the key shape is
-// only a weak hint because relays issue sk- keys indistinguishable from DeepSeek/Kimi;
-// otherwise the upstream is treated as a generic OpenAI-compatible relay.
+// Detect decides the provider. The host decides whenever it is known. When a base URL is
+// given but its host is unknown, the answer is the operator's hint, else the generic
+// openai_compatible relay: relays, look-alike domains and private addresses hand out sk-
+// keys indistinguishable from DeepSeek, Kimi or SiliconFlow keys, so the key's shape is
+// reported as a suggestion only. The key's shape decides only when no base URL is given.
 func (c *Catalog) Detect(baseURL, apiKey, hint string) Detection {
-	if host := c.hostOf(baseURL); host != "" {
-		if p := c.providerForHost(host); p != nil && p.ID != OpenAICompatible {
-			return Detection{ProviderID: p.ID, By: "host"}
+	kh := c.keyHint(apiKey)
+	urlGiven := strings.TrimSpace(baseURL) != ""
+	var d Detection
+	if urlGiven {
+		if host := c.hostOf(baseURL); host != "" {
+			if p := c.providerForHost(host); p != nil {
+				d = Detection{ProviderID: p.ID, By: ByHost}
+			}
 		}
 	}
-	if id, ok := c.providerByHint(hint); ok {
-		return Detection{ProviderID: id, By: "hint"}
+	if d.ProviderID == "" {
+		if id, ok := c.providerByHint(hint); ok {
+			d = Detection{ProviderID: id, By: ByHint}
+		} else if !urlGiven && kh != nil {
+			d = Detection{ProviderID: kh.Provider, By: ByKeyHint}
+		} else {
+			d = Detection{ProviderID: OpenAICompatible, By: ByDefault}
+		}
 	}
-	if id, ok := c.providerByKey(apiKey); ok {
-		return Detection{ProviderID: id, By: "key_hint"}
+	if kh == nil {
+		return d
 	}
-	return Detection{ProviderID: OpenAICompatible, By: "default"}
+	switch {
+	case kh.names(d.ProviderID):
+		if kh.Provider == d.ProviderID {
+			d.Plan = kh.Plan
+		}
+	case d.By != ByHost || !kh.Weak:
+		d.Suggested = kh.Provider
+	}
+	return d
 }
 
-// hostOf extracts the lower-case hostname, tolerating inputs NormalizeURL would reject
-// (detection should still work for a URL with a stray query string).
+// hostOf extracts the lower-case hostname, tolerating inputs NormalizeURL refuses
+// (detection still names the provider of a retired host or an undocumented path).
 func (c *Catalog) hostOf(raw string) string {
 	if n, err := c.NormalizeURL(raw); err == nil {
 		return n.Host
 	}
-	s := strings.TrimSpace(raw)
+	s := strings.Trim(strings.TrimSpace(raw), "\"'` ")
 	if s == "" {
 		return ""
 	}
@@ -83,16 +119,16 @@ var hintSynonyms = map[string]string{
 	"custom": OpenAICompatible, "siliconcloud": "siliconflow",
 }
 
-// providerByKey applies the key-shape rules (§12.2) in order.
-func (c *Catalog) providerByKey(key string) (string, bool) {
+// keyHint returns the first key-shape rule the key matches, or nil.
+func (c *Catalog) keyHint(key string) *KeyHint {
 	k := strings.TrimSpace(key)
 	if k == "" {
-		return "", false
+		return nil
 	}
-	for _, h := range c.keyHints {
-		if h.re.MatchString(k) {
-			return h.Provider, true
+	for i := range c.keyHints {
+		if c.keyHints[i].re.MatchString(k) {
+			return &c.keyHints[i]
 		}
 	}
-	return "", false
+	return nil
 }

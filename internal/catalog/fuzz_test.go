@@ -8,8 +8,8 @@ import (
 	"testing"
 )
 
-var sentinelErrors = []error{ErrEmptyURL, ErrBadScheme, ErrNoHost, ErrCredentialsURL, ErrQueryInURL,
-	ErrFragmentInURL, ErrUnparsableURL, ErrLegacyHost}
+var sentinelErrors = []error{ErrEmptyURL, ErrBadScheme, ErrNoHost, ErrCredentialsURL, ErrAnthropicOnly, ErrUnknownSurface,
+	ErrUnparsableURL, ErrLegacyHost}
 
 func FuzzNormalizeURL(f *testing.F) {
 	for _, s := range []string{
@@ -19,6 +19,8 @@ func FuzzNormalizeURL(f *testing.F) {
 		"http://127.0.0.1:8080//relay//v1//models", "https://[::1]:8443/v1", "\"https://API.Z.AI\"",
 		"https://ws.ap-southeast-1.maas.aliyuncs.com/compatible-mode/v1/responses", "https://aip.baidubce.com",
 		"https://h/%zz", "https://h/a/../../b", "localhost:3000", "mailto:x", "https://ark.cn-beijing.volces.com/api/coding",
+		"https://qianfan.baidubce.com/anthropic", "https://relay.example.com/v1/messages", "http://api.stepfun.com:80/step_plan/v1/messages",
+		"https://api.kimi.com/coding/", "https://open.bigmodel.cn/api/anthropic?x=1#y", "https://relay/v1/messages/chat/completions",
 	} {
 		f.Add(s)
 	}
@@ -29,8 +31,9 @@ func FuzzNormalizeURL(f *testing.F) {
 			if !slices.ContainsFunc(sentinelErrors, func(e error) bool { return errors.Is(err, e) }) {
 				t.Fatalf("unexpected error kind %v", err)
 			}
-			// Fixed texts only: the input (which may hold a secret) is never echoed.
-			if !errors.Is(err, ErrLegacyHost) && !slices.ContainsFunc(sentinelErrors, func(e error) bool { return err.Error() == e.Error() }) {
+			// Fixed texts only: the input (which may hold a secret) is never echoed. The two
+			// wrapped errors add catalog data (reason, documented bases) after the fixed text.
+			if !errors.Is(err, ErrLegacyHost) && !errors.Is(err, ErrUnknownSurface) && !slices.ContainsFunc(sentinelErrors, func(e error) bool { return err.Error() == e.Error() }) {
 				t.Fatalf("error text is not a fixed message: %v", err)
 			}
 			return
@@ -134,4 +137,50 @@ func FuzzResolveModels(f *testing.F) {
 func isPassthrough(c *Catalog, provider, id string) bool {
 	p, ok := c.Provider(provider)
 	return ok && p.passthrough != nil && p.passthrough.MatchString(id)
+}
+
+// FuzzDetect checks the detector's promises on arbitrary input: it always names a catalog
+// provider; the key's shape decides only when no base URL is given; a suggestion is a
+// catalog provider other than the answer; a host the normaliser places is decided by host.
+func FuzzDetect(f *testing.F) {
+	for _, s := range [][3]string{
+		{"https://api.deepseek.com", "sk-or-v1-abc", ""},
+		{"https://api.deepseek.com.relay.example/v1", "sk-0123456789abcdef0123456789abcdef", ""},
+		{"http://127.0.0.1:8080", "sk-kimi-abcdef", "zhipu"},
+		{"", "bce-v3/ALTAK-a/b", ""},
+		{"", "", ""},
+		{"https://api.minimaxi.com/anthropic", "sk-cp-x", "kimi"},
+		{"not a url", "01234567-89ab-cdef-0123-456789abcdef", "Moonshot"},
+		{"https://aip.baidubce.com/rpc/2.0", "sk-x", ""},
+	} {
+		f.Add(s[0], s[1], s[2])
+	}
+	c := Default()
+	bys := []string{ByHost, ByHint, ByKeyHint, ByDefault}
+	f.Fuzz(func(t *testing.T, base, key, hint string) {
+		d := c.Detect(base, key, hint)
+		if _, ok := c.Provider(d.ProviderID); !ok || !slices.Contains(bys, d.By) {
+			t.Fatalf("Detect = %+v", d)
+		}
+		if strings.TrimSpace(base) != "" && d.By == ByKeyHint {
+			t.Fatalf("the key's shape decided although a base URL was given: %+v", d)
+		}
+		if d.Suggested != "" {
+			if _, ok := c.Provider(d.Suggested); !ok || d.Suggested == d.ProviderID {
+				t.Fatalf("suggestion %q with answer %q", d.Suggested, d.ProviderID)
+			}
+		}
+		it := c.Interpret(Input{BaseURL: base, APIKey: key, Hint: hint})
+		if it.Refusal == "" {
+			if it.URL.BaseURL == "" {
+				t.Fatal("answered without a base URL")
+			}
+			if it.URL.ProviderID != "" && (it.Detection.By != ByHost || it.Detection.ProviderID != it.URL.ProviderID) {
+				t.Fatalf("known host %s decided by %+v", it.URL.ProviderID, it.Detection)
+			}
+			if it.URL.ProviderID == "" && it.URL.AnthropicBase != "" {
+				t.Fatalf("an Anthropic base %q invented for an unknown host", it.URL.AnthropicBase)
+			}
+		}
+	})
 }

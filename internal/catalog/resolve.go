@@ -11,6 +11,9 @@ type Correction struct {
 	// Method is "exact", "case", "separator", "alias", "retired", "fuzzy", "ambiguous",
 	// "unresolved" or "default" (picked because nothing was requested).
 	Method string
+	// Note says why a name was not resolved when the catalog knows (the model is served
+	// only in another region or on another plan); "" otherwise.
+	Note string
 }
 
 // Resolution is the outcome of ResolveModels.
@@ -37,14 +40,22 @@ const (
 // maxDefaultModels bounds the default pick for providers the catalog does not know.
 const maxDefaultModels = 5
 
-// ResolveModels maps requested model names onto ids the upstream serves. available is the
-// upstream's /models list; when it is empty the catalog's current models stand in. Each
-// name goes through exact, case-only, separator, alias, retired→successor and fuzzy
-// matching, in that order; ties are reported as "ambiguous" rather than guessed, because
-// sending the wrong model silently is worse than asking. The exact case of the upstream id
-// is always what is returned (MiniMax and relays are case-sensitive).
+// ResolveModels resolves requested model names against every model of the provider,
+// wherever it is served; ResolveModelsAt is the same for one region and plan.
 func (c *Catalog) ResolveModels(providerID string, requested []string, available []string) Resolution {
-	r := newResolver(c, providerID, available)
+	return c.ResolveModelsAt(providerID, nil, requested, available)
+}
+
+// ResolveModelsAt maps requested model names onto ids the upstream serves. available is the
+// upstream's /models list; when it is empty the catalog's current models served in scope
+// (nil = anywhere) stand in, and a name of a model served only elsewhere is unresolved
+// with a note saying where it is served. Each name goes through exact, case-only,
+// separator, alias, retired→successor and fuzzy matching, in that order; ties are reported
+// as "ambiguous" rather than guessed, because sending the wrong model silently is worse
+// than asking. The exact case of the upstream id is always what is returned (MiniMax and
+// relays are case-sensitive).
+func (c *Catalog) ResolveModelsAt(providerID string, scope *Scope, requested []string, available []string) Resolution {
+	r := newResolver(c, providerID, scope, available)
 	var res Resolution
 	seen := map[string]bool{}
 	add := func(id string) {
@@ -100,9 +111,12 @@ type resolver struct {
 	cands  []string  // ids that may be sent
 	listed bool      // cands came from the upstream
 	known  bool      // the catalog has models for this provider
+	// elsewhere are catalog models not served in scope, with the reason (only when the
+	// catalog stands in for the upstream's list).
+	elsewhere map[string]string
 }
 
-func newResolver(c *Catalog, providerID string, available []string) *resolver {
+func newResolver(c *Catalog, providerID string, scope *Scope, available []string) *resolver {
 	r := &resolver{}
 	if p, ok := c.Provider(providerID); ok {
 		r.prov = p
@@ -118,13 +132,43 @@ func newResolver(c *Catalog, providerID string, available []string) *resolver {
 	}
 	r.listed = len(r.cands) > 0
 	if !r.listed && r.prov != nil {
-		for _, m := range r.prov.Models {
-			if !m.Retired {
-				r.cands = append(r.cands, m.ID)
+		for i := range r.prov.Models {
+			m := &r.prov.Models[i]
+			if m.Retired {
+				continue
 			}
+			if ok, why := m.servedAt(scope); !ok {
+				if r.elsewhere == nil {
+					r.elsewhere = map[string]string{}
+				}
+				r.elsewhere[m.ID] = why
+				continue
+			}
+			r.cands = append(r.cands, m.ID)
 		}
 	}
 	return r
+}
+
+// servedElsewhere reports a name that means a catalog model not served in scope.
+func (r *resolver) servedElsewhere(t string) (string, bool) {
+	if len(r.elsewhere) == 0 {
+		return "", false
+	}
+	for _, m := range r.prov.Models {
+		why, ok := r.elsewhere[m.ID]
+		if !ok {
+			continue
+		}
+		hit := sepKey(m.ID) == sepKey(t)
+		for _, a := range m.Aliases {
+			hit = hit || (!strings.HasSuffix(a, "*") && aliasMatches(a, t))
+		}
+		if hit {
+			return why, true
+		}
+	}
+	return "", false
 }
 
 func (r *resolver) resolve(req, t string) Correction {
@@ -162,6 +206,9 @@ func (r *resolver) resolve(req, t string) Correction {
 	}
 	if id, method := r.byAliasPattern(t); method != "" {
 		return out(id, method)
+	}
+	if why, ok := r.servedElsewhere(t); ok {
+		return Correction{Requested: req, Method: MethodUnresolved, Note: why}
 	}
 	return r.fuzzy(req, t)
 }
@@ -281,12 +328,18 @@ func (r *resolver) byAliasPattern(t string) (string, string) {
 	return "", ""
 }
 
-// fuzzy picks the single closest candidate within the threshold; a tie is ambiguous.
+// fuzzy picks the single closest candidate within the threshold; a tie is ambiguous. A
+// candidate whose digits differ is never taken: "qwen3.9-max" is a newer model, not a typo
+// of "qwen3.8-max".
 func (r *resolver) fuzzy(req, t string) Correction {
 	lt := strings.ToLower(t)
 	limit := fuzzyThreshold(len(lt))
 	best, bestD, ties := "", limit+1, 0
+	digits := digitsOf(lt)
 	for _, c := range r.cands {
+		if digitsOf(c) != digits {
+			continue
+		}
 		d := levenshtein(lt, strings.ToLower(c))
 		switch {
 		case d < bestD:
@@ -312,7 +365,7 @@ func (r *resolver) defaults() []string {
 	var ids []string
 	if r.known {
 		for _, m := range r.prov.Models {
-			if m.Retired || m.Deprecated || !m.Chat {
+			if _, away := r.elsewhere[m.ID]; m.Retired || m.Deprecated || !m.Chat || away {
 				continue
 			}
 			if !r.listed {
@@ -348,6 +401,17 @@ func (r *resolver) isChat(id string) bool {
 		}
 	}
 	return looksLikeChat(id)
+}
+
+// digitsOf is the sequence of digits in s, which names a model's version and size.
+func digitsOf(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if r >= '0' && r <= '9' {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 func contains(list []string, s string) bool {

@@ -15,7 +15,7 @@ func TestResolveModelsTable(t *testing.T) {
 		want      string
 		method    string
 	}{
-		// DeepSeek §1.
+		// DeepSeek.
 		{"deepseek", "deepseek-flash", nil, "deepseek-flash", MethodExact},
 		{"deepseek", "deepseek-v4-flash", nil, "deepseek-flash", MethodAlias},
 		{"deepseek", "deepseek-v4-flash-vision-exp", nil, "deepseek-flash", MethodAlias},
@@ -31,7 +31,7 @@ func TestResolveModelsTable(t *testing.T) {
 		{"deepseek", "deepseek-chat", []string{"deepseek-flash", "deepseek-v4-pro"}, "deepseek-flash", MethodRetired},
 		{"deepseek", "deepseek-flsh", nil, "deepseek-flash", MethodFuzzy},
 		{"deepseek", "gpt-4o", nil, "", MethodUnresolved},
-		// Kimi §2.
+		// Kimi.
 		{"kimi", "kimi-k2.6", nil, "kimi-k2.6", MethodExact},
 		{"kimi", "Kimi-K2.6 ", nil, "kimi-k2.6", MethodCase},
 		{"kimi", "kimi-k2-6", nil, "kimi-k2.6", MethodSeparator},
@@ -54,7 +54,7 @@ func TestResolveModelsTable(t *testing.T) {
 		{"kimi", "kimi-k2-0905-preview", []string{"kimi-k2.6", "kimi-k3"}, "kimi-k2.6", MethodRetired},
 		{"kimi", "kimi-k2.7-code", []string{"kimi-k2.6", "kimi-k3"}, "", MethodUnresolved},
 		{"kimi_coding", "k2p6", nil, "kimi-for-coding", MethodAlias},
-		// MiniMax §3: exact case matters.
+		// MiniMax: exact case matters.
 		{"minimax", "MiniMax-M3", nil, "MiniMax-M3", MethodExact},
 		{"minimax", "minimax-m3", nil, "MiniMax-M3", MethodCase},
 		{"minimax", "Minimax-M3", nil, "MiniMax-M3", MethodCase},
@@ -63,7 +63,7 @@ func TestResolveModelsTable(t *testing.T) {
 		{"minimax", "minimax-m2.7", nil, "MiniMax-M2.7", MethodCase},
 		{"minimax", "minimax-m2", nil, "MiniMax-M2", MethodCase},
 		{"minimax", "MiniMax-M2.1-lightning", nil, "MiniMax-M2.1-highspeed", MethodAlias},
-		// GLM §4.
+		// GLM.
 		{"glm", "GLM-5.3", nil, "glm-5.3", MethodCase},
 		{"glm", "z-ai/glm-5.3", nil, "glm-5.3", MethodAlias},
 		{"glm", "zai-org/GLM-5.3", nil, "glm-5.3", MethodAlias},
@@ -71,14 +71,16 @@ func TestResolveModelsTable(t *testing.T) {
 		{"glm", "GLM-4.6", nil, "glm-4.6", MethodCase},
 		{"glm", "glm4.6", nil, "glm-4.6", MethodSeparator},
 		{"glm", "glm-4-7-251222", nil, "glm-4.7", MethodAlias},
-		{"glm", "glm-5.4", nil, "", MethodAmbiguous},
-		// Qwen §5.
+		// A different version is never a typo.
+		{"glm", "glm-5.4", nil, "", MethodUnresolved},
+		{"qwen", "qwen3.9-max", nil, "", MethodUnresolved},
+		// Qwen.
 		{"qwen", "Qwen3.8-Max", nil, "qwen3.8-max", MethodCase},
 		{"qwen", "alibaba/qwen3.8-max", nil, "qwen3.8-max", MethodAlias},
 		{"qwen", "qwen-3-max", nil, "qwen3-max", MethodSeparator},
 		{"qwen", "Qwen3-Max", nil, "qwen3-max", MethodCase},
 		{"qwen", "Qwen/Qwen3-235B-A22B", nil, "qwen3-235b-a22b", MethodAlias},
-		// StepFun §6.
+		// StepFun.
 		{"stepfun", "step-3", nil, "step-3.7-flash", MethodRetired},
 		{"stepfun", "stepfun/step-3.5-flash", nil, "step-3.5-flash", MethodAlias},
 		{"stepfun", "step-1-8k", nil, "step-1o-turbo-vision", MethodRetired},
@@ -89,7 +91,7 @@ func TestResolveModelsTable(t *testing.T) {
 		{"stepfun", "step-2-16k", nil, "step-1o-turbo-vision", MethodRetired},
 		{"stepfun", "step-1o-vision-32k", nil, "step-1o-turbo-vision", MethodRetired},
 		{"stepfun", "step-1x-medium", nil, "step-2x-large", MethodRetired},
-		// Ark §7.
+		// Ark.
 		{"ark", "doubao-seed-2.1-pro", nil, "doubao-seed-2-1-pro-260628", MethodAlias},
 		{"ark", "doubao-seed-2.0-pro", nil, "doubao-seed-2-0-pro-260215", MethodAlias},
 		{"ark", "deepseek-v4-flash", nil, "deepseek-v4-flash-ga-260731", MethodAlias},
@@ -97,16 +99,16 @@ func TestResolveModelsTable(t *testing.T) {
 		{"ark", "Doubao-pro-32k", nil, "doubao-seed-2-1-pro-260628", MethodRetired},
 		{"ark", "doubao-pro-4k", nil, "doubao-seed-2-1-pro-260628", MethodRetired},
 		{"ark", "ep-20260101123456-abcde", nil, "ep-20260101123456-abcde", MethodExact},
-		// Qianfan §8.
+		// Qianfan.
 		{"qianfan", "ernie-5.1-preview", nil, "ernie-5.1", MethodAlias},
 		{"qianfan", "ernie-bot-4", nil, "ernie-4.0-8k", MethodAlias},
 		{"qianfan", "ERNIE-Bot-turbo", nil, "", MethodUnresolved},
-		// TokenHub §9.
+		// TokenHub.
 		{"tokenhub", "hunyuan-turbos-latest", nil, "hy3", MethodRetired},
 		{"tokenhub", "hunyuan-t1-latest", nil, "hy3", MethodRetired},
 		{"tokenhub", "hunyuan-lite", nil, "hy3", MethodAlias},
 		{"tokenhub", "MiniMax-M2.7", nil, "minimax-m2.7", MethodCase},
-		// SiliconFlow §10: org/Model ids.
+		// SiliconFlow: org/Model ids.
 		{"siliconflow", "deepseek-v4-pro", nil, "deepseek-ai/DeepSeek-V4-Pro", MethodAlias},
 		{"siliconflow", "kimi-k2.6", nil, "moonshotai/Kimi-K2.6", MethodAlias},
 		{"siliconflow", "qwen3.6-27b", nil, "Qwen/Qwen3.6-27B", MethodAlias},

@@ -128,8 +128,9 @@ func (e *env) batchSubmit(args []string) error {
 	}
 	req := submitRequest{HostID: hostID, Name: *name, Mode: *mode, DryRun: *dryRun, Force: *force, Window: win, Items: items}
 	var resp struct {
-		Batch    batchView `json:"batch"`
-		Enqueued int       `json:"enqueued"`
+		Batch    batchView       `json:"batch"`
+		Enqueued int             `json:"enqueued"`
+		Items    []submittedItem `json:"items"`
 	}
 	raw, err := e.client.Do(e.ctx, http.MethodPost, "/api/v1/batches", nil, req, &resp)
 	if err != nil {
@@ -146,11 +147,55 @@ func (e *env) batchSubmit(args []string) error {
 			return e.printJSON(raw)
 		}
 		fmt.Fprintln(e.stdout, msg)
+		if err := basesTable(e.stdout, resp.Items); err != nil {
+			return err
+		}
 		fmt.Fprintf(e.stdout, "follow it with: crmctl batch show %s   (or submit with --wait)\n", b.ID)
 		return nil
 	}
 	fmt.Fprintln(e.stderr, msg)
+	if err := basesTable(e.stderr, resp.Items); err != nil {
+		return err
+	}
 	return e.waitAndReport(b.ID, wf)
+}
+
+// submittedItem is the submit answer's view of one item: the provider and both bases.
+type submittedItem struct {
+	Index         int      `json:"index"`
+	Name          string   `json:"name"`
+	Provider      string   `json:"provider"`
+	DetectedBy    string   `json:"detected_by"`
+	Suggested     string   `json:"suggested_provider"`
+	NormalizedURL string   `json:"normalized_url"`
+	AnthropicBase string   `json:"anthropic_base_url"`
+	Notes         []string `json:"notes"`
+}
+
+// maxBasesRows bounds the per-item table printed after a submit; batch show has them all.
+const maxBasesRows = 50
+
+// basesTable prints, per submitted item, the provider, the OpenAI-compatible base the host
+// gets and the Anthropic-compatible base kept beside it, so a wrong guess shows at once.
+func basesTable(w io.Writer, items []submittedItem) error {
+	if len(items) == 0 {
+		return nil
+	}
+	tw := newTable(w)
+	fmt.Fprintln(tw, "#\tITEM\tPROVIDER\tOPENAI BASE\tANTHROPIC BASE\tNOTES")
+	for i, it := range items {
+		if i == maxBasesRows {
+			fmt.Fprintf(tw, "…\t%d more items\t\t\t\t\n", len(items)-maxBasesRows)
+			break
+		}
+		prov := it.Provider
+		if it.Suggested != "" {
+			prov += " (key looks like " + it.Suggested + ")"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", it.Index+1, oneLine(it.Name), oneLine(prov), oneLine(it.NormalizedURL),
+			dash(oneLine(it.AnthropicBase)), oneLine(strings.Join(it.Notes, "; ")))
+	}
+	return tw.Flush()
 }
 
 var itemField = regexp.MustCompile(`^items\[(\d+)\]`)
@@ -359,6 +404,8 @@ func corrText(cs []correction) string {
 		switch {
 		case c.Method == "default":
 			chosen = append(chosen, c.Resolved)
+		case c.Note != "":
+			corr = append(corr, fmt.Sprintf("%q→%s (%s: %s)", c.Requested, c.Resolved, c.Method, c.Note))
 		case c.Requested != c.Resolved || c.Method != "exact":
 			corr = append(corr, fmt.Sprintf("%q→%s (%s)", c.Requested, c.Resolved, c.Method))
 		}
@@ -370,6 +417,9 @@ func corrText(cs []correction) string {
 }
 
 func itemProvider(it itemView) string {
+	if it.Provider != "" && it.Suggested != "" {
+		return it.Provider + " (key looks like " + it.Suggested + ")"
+	}
 	if it.Provider != "" {
 		return it.Provider
 	}
@@ -600,9 +650,13 @@ func (e *env) showItem(batchID, ref string, evidence bool) error {
 	kv("item", fmt.Sprintf("#%d %s", it.Index+1, it.ID))
 	kv("name", it.Name)
 	kv("provider", itemProvider(it))
+	if it.DetectedBy != "" {
+		kv("detected by", it.DetectedBy)
+	}
 	kv("base url", it.BaseURL)
-	if it.NormalizedURL != it.BaseURL {
-		kv("normalised url", it.NormalizedURL)
+	kv("openai base", it.NormalizedURL)
+	if it.NormalizedURL != "" {
+		kv("anthropic base", dash(it.AnthropicBase))
 	}
 	kv("key", it.KeyMasked)
 	kv("state", it.Status)

@@ -335,8 +335,9 @@ func TestProgressBar(t *testing.T) {
 }
 
 func TestCorrText(t *testing.T) {
-	got := corrText([]correction{{"a", "a", "exact"}, {"Kimi-K3 ", "kimi-k3", "case"}, {"", "m1", "default"}, {"", "m2", "default"}})
-	if want := `"Kimi-K3 "→kimi-k3 (case), chosen: m1, m2`; got != want {
+	got := corrText([]correction{{"a", "a", "exact", ""}, {"Kimi-K3 ", "kimi-k3", "case", ""}, {"x", "", "unresolved", "x is served only in region cn"},
+		{"", "m1", "default", ""}, {"", "m2", "default", ""}})
+	if want := `"Kimi-K3 "→kimi-k3 (case), "x"→ (unresolved: x is served only in region cn), chosen: m1, m2`; got != want {
 		t.Errorf("got %s want %s", got, want)
 	}
 }

@@ -202,6 +202,7 @@ type correction struct {
 	Requested string `json:"requested"`
 	Resolved  string `json:"resolved"`
 	Method    string `json:"method"`
+	Note      string `json:"note"`
 }
 
 type itemView struct {
@@ -211,8 +212,11 @@ type itemView struct {
 	Name            string         `json:"name"`
 	BaseURL         string         `json:"base_url"`
 	NormalizedURL   string         `json:"normalized_url"`
+	AnthropicBase   string         `json:"anthropic_base_url"`
 	ProviderHint    string         `json:"provider_hint"`
 	Provider        string         `json:"provider"`
+	DetectedBy      string         `json:"detected_by"`
+	Suggested       string         `json:"suggested_provider"`
 	KeyMasked       string         `json:"key_masked"`
 	RequestedModels []string       `json:"requested_models"`
 	Corrections     []correction   `json:"corrections"`

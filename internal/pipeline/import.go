@@ -23,6 +23,7 @@ func (e *Engine) runImport(ctx context.Context, sc *stepContext) result {
 	}
 	det := e.Catalog.Detect(norm.BaseURL, sc.apiKey, it.ProviderHint)
 	it.NormalizedURL, it.Provider = norm.BaseURL, det.ProviderID
+	it.AnthropicBaseURL, it.DetectedBy, it.SuggestedProvider = norm.AnthropicBase, det.By, det.Suggested
 
 	if !sc.batch.Force {
 		prev, err := e.Store.FindImportedKey(ctx, it.HostID, it.KeyFingerprint, it.BatchID)
@@ -40,7 +41,8 @@ func (e *Engine) runImport(ctx context.Context, sc *stepContext) result {
 	if err != nil {
 		return e.retryOrFail(sc, StepImport, store.ItemProbing, err)
 	}
-	capab, err := e.Prober.Probe(ctx, upstream.Target{BaseURL: norm.BaseURL, APIKey: sc.apiKey, ProviderID: det.ProviderID, Models: it.RequestedModels})
+	capab, err := e.Prober.Probe(ctx, upstream.Target{BaseURL: norm.BaseURL, AnthropicBase: norm.AnthropicBase, APIKey: sc.apiKey,
+		ProviderID: det.ProviderID, Models: it.RequestedModels})
 	release()
 	if capab != nil {
 		e.recordCapability(it, capab)
@@ -88,9 +90,12 @@ func (e *Engine) recordCapability(it *store.Item, c *upstream.Capability) {
 		"models_listed": c.ModelsListed, "models": c.Models, "chat": c.Chat, "chat_model": c.ChatModel,
 		"stream": c.Stream, "tools": c.Tools, "responses": c.Responses, "anthropic": c.Anthropic, "notes": c.Notes,
 	}
+	if it.AnthropicBaseURL == "" && c.Anthropic {
+		it.AnthropicBaseURL = c.AnthropicBase // a mirror of a provider named by a hint answered there
+	}
 	it.Corrections = it.Corrections[:0]
 	for _, cr := range c.Resolution.Corrections {
-		it.Corrections = append(it.Corrections, store.Correction{Requested: cr.Requested, Resolved: cr.Resolved, Method: cr.Method})
+		it.Corrections = append(it.Corrections, store.Correction{Requested: cr.Requested, Resolved: cr.Resolved, Method: cr.Method, Note: cr.Note})
 	}
 	it.Models = append([]string{}, c.Resolution.Models...)
 	it.SmokeModel = c.Resolution.SmokeModel

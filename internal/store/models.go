@@ -124,6 +124,7 @@ type Correction struct {
 	Requested string `json:"requested"`
 	Resolved  string `json:"resolved"`
 	Method    string `json:"method"`
+	Note      string `json:"note,omitempty"` // why a name was left out, when the catalog knows
 }
 
 // Item is one (base URL, key) input and its progress through the pipeline.
@@ -166,6 +167,17 @@ type Item struct {
 	CreatedAt       time.Time      `bun:"created_at" json:"created_at"`
 	UpdatedAt       time.Time      `bun:"updated_at" json:"updated_at"`
 	FinishedAt      *time.Time     `bun:"finished_at" json:"finished_at,omitempty"`
+
+	// AnthropicBaseURL is the Anthropic-compatible base kept beside NormalizedURL, which is
+	// always the OpenAI-compatible base (a pasted Anthropic base is mapped to the OpenAI
+	// base of the same region and plan); "" when the provider documents none.
+	AnthropicBaseURL string `bun:"anthropic_base_url" json:"anthropic_base_url,omitempty"`
+	// DetectedBy says what decided Provider: host, hint, key_hint or default.
+	DetectedBy string `bun:"detected_by" json:"detected_by,omitempty"`
+	// SuggestedProvider is the provider the key's shape points at when it did not decide
+	// (an unknown host, a hint, or a strong key shape that contradicts the host). It is
+	// shown to the operator and never used as the provider.
+	SuggestedProvider string `bun:"suggested_provider" json:"suggested_provider,omitempty"`
 }
 
 // Attempt outcomes (product §4.2).

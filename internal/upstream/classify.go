@@ -12,7 +12,11 @@ import (
 	"github.com/cn-relay-manager/cn-relay-manager/internal/failure"
 )
 
-// Keyword groups of the generic rules (lessons.md §4 taxonomy). All lower-case.
+// Keyword groups of the generic rules, one per failure class: invalid_key (401,
+// invalid_api_key), key_banned (terminated, deactivated), no_quota (402, insufficient quota,
+// balance, credit, 余额, 欠费), rate_limited (429, honour Retry-After), model_not_found
+// (404, model_not_found), region_blocked (location, region, country); 5xx and timeouts are
+// upstream_unreachable. All lower-case.
 var (
 	quotaWords = []string{"insufficient_quota", "insufficient balance", "insufficient_balance", "exceeded your current quota",
 		"exceeded_current_quota", "quota exceeded", "quota_exceeded", "balance", "credits", "insufficient credit", "out of credit", "arrear", "recharge", "billing",
@@ -109,8 +113,8 @@ func generic(status int, text string) (failure.Class, bool) {
 		case containsAny(text, modelWords):
 			return failure.ModelNotFound, false
 		}
-		// A bare 403 is a permission problem of this key; lessons.md warns it can be
-		// transient right after creation, so the caller should re-probe before acting.
+		// A bare 403 is a permission problem of this key. It can be transient right after
+		// the key was created, so the caller should re-probe before acting.
 		return failure.InvalidKey, false
 	case status == http.StatusNotFound:
 		if containsAny(text, modelWords) || strings.Contains(text, "model") {

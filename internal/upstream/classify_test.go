@@ -9,7 +9,8 @@ import (
 	"github.com/cn-relay-manager/cn-relay-manager/internal/upstream"
 )
 
-// Every error body of providers.md, with the class the product must see.
+// Every error body the providers document (and a few seen in the wild), with the class the
+// product must see.
 func TestClassifyProviderBodies(t *testing.T) {
 	const none failure.Class = ""
 	cases := []struct {
@@ -19,7 +20,7 @@ func TestClassifyProviderBodies(t *testing.T) {
 		body     string
 		want     failure.Class
 	}{
-		// DeepSeek §1.
+		// DeepSeek.
 		{"ds model not exist", "deepseek", 400, `{"error":{"message":"Model Not Exist","type":"invalid_request_error","param":null,"code":"invalid_request_error"}}`, failure.ModelNotFound},
 		{"ds supported names", "deepseek", 400, `{"error":{"message":"The supported API model names are deepseek-flash, deepseek-v4-pro","type":"invalid_request_error","param":null,"code":"invalid_request_error"}}`, failure.ModelNotFound},
 		{"ds 401", "deepseek", 401, `{"error":{"message":"Authentication Fails, Your api key: ****xxxx is invalid","type":"authentication_error","param":null,"code":"invalid_request_error"}}`, failure.InvalidKey},
@@ -30,7 +31,7 @@ func TestClassifyProviderBodies(t *testing.T) {
 		{"ds 500", "deepseek", 500, `{"error":{"message":"Server error","type":"server_error"}}`, failure.UpstreamUnreachable},
 		{"ds 503", "deepseek", 503, `{"error":{"message":"Server overloaded","type":"server_error"}}`, failure.UpstreamUnreachable},
 		{"ds 402 in 200", "deepseek", 200, `{"error":{"message":"Insufficient Balance","type":"unknown_error","param":null,"code":"invalid_request_error"}}`, failure.NoQuota},
-		// Kimi §2.
+		// Kimi.
 		{"kimi 400", "kimi", 400, `{"error":{"type":"invalid_request_error","message":"Invalid request: token limit exceeded"}}`, failure.UpstreamIncompatible},
 		{"kimi 400 filter", "kimi", 400, `{"error":{"type":"content_filter","message":"The request was rejected because it was considered high risk"}}`, failure.UpstreamIncompatible},
 		{"kimi 401", "kimi", 401, `{"error":{"type":"invalid_authentication_error","message":"Invalid Authentication"}}`, failure.InvalidKey},
@@ -44,7 +45,7 @@ func TestClassifyProviderBodies(t *testing.T) {
 		{"kimi code 402", "kimi_coding", 402, `{"error":{"message":"membership required","type":"payment_required"}}`, failure.NoQuota},
 		{"kimi code 403 limit", "kimi_coding", 403, `{"error":{"message":"You've reached your usage limit","type":"access_terminated_error"}}`, failure.NoQuota},
 		{"kimi code 403 agents", "kimi_coding", 403, `{"error":{"message":"Kimi For Coding is only available for Coding Agents","type":"access_terminated_error"}}`, failure.UpstreamIncompatible},
-		// MiniMax §3.
+		// MiniMax.
 		{"mm 401", "minimax", 401, `{"type":"error","error":{"type":"authorized_error","message":"login fail: Please carry the API secret key in the 'Authorization' field of the request header (1004)","http_code":"401"},"request_id":"x"}`, failure.InvalidKey},
 		{"mm 402", "minimax", 402, `{"type":"error","error":{"type":"insufficient_balance_error","message":"insufficient balance (1008)","http_code":"402"}}`, failure.NoQuota},
 		{"mm anthropic 500", "minimax", 500, `{"type":"error","error":{"type":"api_error","message":"insufficient balance (1008)"}}`, failure.NoQuota},
@@ -59,7 +60,7 @@ func TestClassifyProviderBodies(t *testing.T) {
 		{"mm wrong method", "minimax", 404, `404 page not found`, failure.UpstreamIncompatible},
 		{"modelscope 1008 as 429", "modelscope", 429, `{"error":{"message":"insufficient balance (1008)","type":"rate_limit"}}`, failure.NoQuota},
 		{"relay passing base_resp", "openai_compatible", 200, `{"base_resp":{"status_code":1008,"status_msg":"insufficient balance"}}`, failure.NoQuota},
-		// Zhipu / Z.ai §4.
+		// Zhipu / Z.ai.
 		{"glm 1001", "glm", 401, `{"error":{"code":"1001","message":"Authentication parameter not received in Header"}}`, failure.InvalidKey},
 		{"glm 1002", "glm", 401, `{"error":{"code":"1002","message":"Authorization Token非法"}}`, failure.InvalidKey},
 		{"glm 1003", "glm", 401, `{"error":{"code":"1003","message":"Authorization Token expired"}}`, failure.InvalidKey},
@@ -75,7 +76,7 @@ func TestClassifyProviderBodies(t *testing.T) {
 		{"glm 1305", "glm", 429, `{"error":{"code":"1305","message":"Overloaded"}}`, failure.RateLimited},
 		{"glm anthropic 1113", "glm", 429, `{"type":"error","error":{"type":"1113","message":"Insufficient balance or no resource package. Please recharge."}}`, failure.NoQuota},
 		{"glm 1113 in 200", "glm", 200, `{"error":{"code":"1113","message":"Insufficient balance or no resource package. Please recharge."}}`, failure.NoQuota},
-		// Qwen / DashScope §5.
+		// Qwen / DashScope.
 		{"qwen 401", "qwen", 401, `{"error":{"message":"Incorrect API key provided. ","type":"invalid_request_error","param":null,"code":"invalid_api_key"},"request_id":"x"}`, failure.InvalidKey},
 		{"qwen 401 native", "qwen", 401, `{"code":"InvalidApiKey","message":"Invalid API-key provided.","request_id":"x"}`, failure.InvalidKey},
 		{"qwen arrearage", "qwen", 400, `{"error":{"message":"Access denied, please make sure your account is in good standing.","type":"Arrearage","param":null,"code":"Arrearage"},"request_id":"x"}`, failure.NoQuota},
@@ -87,14 +88,14 @@ func TestClassifyProviderBodies(t *testing.T) {
 		{"qwen free quota", "qwen", 429, `{"error":{"message":"Free allocated quota exceeded.","type":"Throttling.AllocationQuota","code":"Throttling.AllocationQuota"}}`, failure.NoQuota},
 		{"qwen insufficient_quota", "qwen", 429, `{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","code":"insufficient_quota"}}`, failure.NoQuota},
 		{"qwen invalid parameter", "qwen", 400, `{"error":{"message":"parameter.enable_thinking must be set to false for non-streaming calls","type":"invalid_request_error","code":"InvalidParameter"}}`, failure.UpstreamIncompatible},
-		// StepFun §6.
+		// StepFun.
 		{"step 401", "stepfun", 401, `{"error":{"message":"Incorrect API key provided","type":"invalid_api_key"}}`, failure.InvalidKey},
 		{"step 402", "stepfun", 402, `{"error":{"message":"insufficient balance","type":"insufficient_balance"}}`, failure.NoQuota},
 		{"step 404 path", "stepfun", 404, `{"error":{"message":"Not Found","type":"not_found"}}`, failure.UpstreamIncompatible},
 		{"step 429", "stepfun", 429, `{"error":{"message":"rate limit exceeded","type":"rate_limit_exceeded"}}`, failure.RateLimited},
 		{"step 451", "stepfun", 451, `{"error":{"message":"content moderation","type":"content_filter"}}`, failure.UpstreamIncompatible},
 		{"step 503", "stepfun", 503, `{"error":{"message":"overloaded","type":"server_error"}}`, failure.UpstreamUnreachable},
-		// Ark §7.
+		// Ark.
 		{"ark 401", "ark", 401, `{"error":{"code":"AuthenticationError","message":"The API key or AK/SK in the request is missing or invalid. Request ID: x","param":"","type":"Unauthorized"}}`, failure.InvalidKey},
 		{"ark overdue", "ark", 403, `{"error":{"code":"AccountOverdueError","message":"The request failed because your account has an overdue balance.","param":"","type":"Forbidden"}}`, failure.NoQuota},
 		{"ark access denied", "ark", 403, `{"error":{"code":"AccessDenied","message":"You do not have access to the resource.","param":"","type":"Forbidden"}}`, failure.InvalidKey},
@@ -103,11 +104,11 @@ func TestClassifyProviderBodies(t *testing.T) {
 		{"ark closed endpoint", "ark", 400, `{"error":{"code":"InvalidEndpoint.ClosedEndpoint","message":"The endpoint is closed.","type":"BadRequest"}}`, failure.ModelNotFound},
 		{"ark risk", "ark", 400, `{"error":{"code":"InputTextRiskDetection","message":"The request failed because the input text may contain sensitive information.","type":"BadRequest"}}`, failure.UpstreamIncompatible},
 		{"ark missing param", "ark", 400, `{"error":{"code":"MissingParameter","message":"The request failed because it is missing one or multiple required parameters.","type":"BadRequest"}}`, failure.UpstreamIncompatible},
-		// Qianfan §8.
+		// Qianfan.
 		{"qianfan iam", "qianfan", 401, `{"error":{"code":"invalid_iam_token","message":"IAM Certification failed","type":"invalid_request_error"}}`, failure.InvalidKey},
 		{"qianfan plan key", "qianfan", 403, `{"error":{"code":"coding_plan_api_key_not_allowed","message":"coding plan api key is not allowed"}}`, failure.InvalidKey},
 		{"qianfan v1", "qianfan", 200, `{"error_code":110,"error_msg":"Access token invalid or no longer valid"}`, failure.InvalidKey},
-		// TokenHub §9.
+		// TokenHub.
 		{"th 400", "tokenhub", 400, `{"error":{"type":"invalid_request_error","code":"400001","message":"invalid parameter 'model': model is required","source":"client"}}`, failure.UpstreamIncompatible},
 		{"th 401", "tokenhub", 401, `{"error":{"type":"authentication_error","code":"401002","message":"invalid api key","source":"gateway"}}`, failure.InvalidKey},
 		{"th 402", "tokenhub", 402, `{"error":{"type":"permission_error","code":"401007","message":"endpoint is inactive: FREE_QUOTA_EXHAUSTED","source":"gateway"}}`, failure.NoQuota},
@@ -115,14 +116,14 @@ func TestClassifyProviderBodies(t *testing.T) {
 		{"th 429", "tokenhub", 429, `{"error":{"type":"rate_limit_error","code":"429001","message":"rate limit exceeded on dimension: rpm","source":"gateway"}}`, failure.RateLimited},
 		{"th 451", "tokenhub", 451, `{"error":{"type":"content_filter_error","code":"451001","message":"content filtered"}}`, failure.UpstreamIncompatible},
 		{"th 502", "tokenhub", 502, `{"error":{"type":"upstream_error","code":"502001","message":"upstream error","source":"upstream"}}`, failure.UpstreamUnreachable},
-		// SiliconFlow §10.
+		// SiliconFlow.
 		{"sf 401", "siliconflow", 401, `{"code":30014,"data":null,"message":"Token is invalid."}`, failure.InvalidKey},
 		{"sf 401 text", "siliconflow", 401, `Invalid token`, failure.InvalidKey},
 		{"sf 403", "siliconflow", 403, `{"code":30011,"data":null,"message":"The selected model requires paid balance. Your paid balance is insufficient. Please top up and try again."}`, failure.NoQuota},
 		{"sf 400", "siliconflow", 400, `{"code":20012,"data":null,"message":"Model does not exist. Please check it carefully."}`, failure.ModelNotFound},
 		{"sf 429", "siliconflow", 429, `{"message":"Request was rejected due to rate limiting. Details: TPM limit reached.","data":null}`, failure.RateLimited},
 		{"sf 503", "siliconflow", 503, `{"code":50505,"message":"Model service overloaded. Please try again later.","data":null}`, failure.UpstreamUnreachable},
-		// OpenRouter, MiMo §11 and generic relays.
+		// OpenRouter, MiMo and generic relays.
 		{"or 401", "openrouter", 401, `{"error":{"message":"No auth credentials found","code":401}}`, failure.InvalidKey},
 		{"or 402", "openrouter", 402, `{"error":{"message":"Insufficient credits","code":402}}`, failure.NoQuota},
 		{"or 429", "openrouter", 429, `{"error":{"message":"Rate limit exceeded","code":429}}`, failure.RateLimited},

@@ -24,7 +24,7 @@ func (e errorInfo) text() string {
 
 var parenCode = regexp.MustCompile(`\((\d{3,6})\)`)
 
-// parseErrorBody understands the envelopes of providers.md: OpenAI {"error":{...}},
+// parseErrorBody understands the error envelopes the providers use: OpenAI {"error":{...}},
 // Anthropic {"type":"error","error":{...}}, MiniMax base_resp, SiliconFlow/DashScope
 // native {"code","message"}, Qianfan v1 {"error_code","error_msg"}, {"error":"text"}.
 // Non-JSON bodies (HTML error pages, "404 page not found") become the message.

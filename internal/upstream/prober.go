@@ -1,7 +1,10 @@
 // Package upstream probes an upstream LLM provider directly (without the sub2api host):
 // it lists models, resolves the requested names, runs a minimal chat completion and then
-// checks streaming, tools, /responses and the Anthropic endpoint. Every answer is
-// classified into a failure class (product §5) and recorded as redacted evidence.
+// checks streaming, tools, /responses and the Anthropic endpoint. Each protocol is probed
+// at its own base: the OpenAI-compatible calls at the OpenAI base, /v1/messages at the
+// Anthropic base kept beside it. Every answer is classified into a failure class
+// (invalid_key, key_banned, no_quota, rate_limited, region_blocked, model_not_found,
+// upstream_unreachable, upstream_incompatible) and recorded as redacted evidence.
 package upstream
 
 import (
@@ -64,10 +67,14 @@ func NewProber(opts Options) *Prober {
 
 // Target is one upstream to probe.
 type Target struct {
-	BaseURL    string
-	APIKey     string
-	ProviderID string   // "" = detect from the base URL and key
-	Models     []string // requested model names, may be empty
+	BaseURL string // as pasted or normalised; a pasted Anthropic base is mapped to its OpenAI base
+	// AnthropicBase is the Anthropic-compatible base to probe /v1/messages at; "" = the one
+	// the catalog keeps beside BaseURL (for a host it does not know but a provider named by
+	// a hint: derived the way that provider lays out its paths).
+	AnthropicBase string
+	APIKey        string
+	ProviderID    string   // "" = detect from the base URL and key
+	Models        []string // requested model names, may be empty
 }
 
 // Capability is what the probe found out.
@@ -87,7 +94,7 @@ type Capability struct {
 	ProviderID string
 	// BaseURL is the normalised base that was probed.
 	BaseURL string
-	// AnthropicBase is the Anthropic base that was probed, "" if none.
+	// AnthropicBase is the Anthropic base that was probed (kept beside BaseURL), "" if none.
 	AnthropicBase string
 	// TokenParam is the output-limit parameter the upstream accepted:
 	// "max_completion_tokens" or "max_tokens".
@@ -100,11 +107,14 @@ func (c *Capability) note(format string, args ...any) {
 
 // target is a prepared Target.
 type target struct {
-	base, key string
+	base      string // OpenAI-compatible base
+	anthropic string // Anthropic-compatible base, "" if none
+	key       string
 	prov      *catalog.Provider
+	scope     *catalog.Scope // region and plan of the model list; nil = not known
 }
 
-func (p *Prober) prepare(baseURL, key, providerID string) (target, error) {
+func (p *Prober) prepare(baseURL, anthropicBase, key, providerID string) (target, error) {
 	n, err := p.cat.NormalizeURL(baseURL)
 	if err != nil {
 		return target{}, &failure.Error{Class: failure.UpstreamIncompatible, Message: "base URL rejected", Err: err}
@@ -112,14 +122,26 @@ func (p *Prober) prepare(baseURL, key, providerID string) (target, error) {
 	if strings.TrimSpace(key) == "" {
 		return target{}, failure.New(failure.InvalidKey, "API key is empty")
 	}
+	det := p.cat.Detect(n.BaseURL, key, providerID)
 	if providerID == "" {
-		providerID = p.cat.Detect(n.BaseURL, key, "").ProviderID
+		providerID = det.ProviderID
 	}
 	prov, ok := p.cat.Provider(providerID)
 	if !ok {
 		prov, _ = p.cat.Provider(catalog.OpenAICompatible)
 	}
-	return target{base: n.BaseURL, key: strings.TrimSpace(key), prov: prov}, nil
+	tg := target{base: n.BaseURL, anthropic: strings.TrimRight(strings.TrimSpace(anthropicBase), "/"), key: strings.TrimSpace(key), prov: prov}
+	if det.ProviderID == prov.ID {
+		tg.scope = p.cat.ScopeOf(n, det)
+	}
+	if tg.anthropic == "" {
+		tg.anthropic = n.AnthropicBase
+		if n.ProviderID == "" {
+			// A mirror or simulator of a named provider: same path layout, other host.
+			tg.anthropic = prov.AnthropicBaseFor(n.BaseURL)
+		}
+	}
+	return tg, nil
 }
 
 // Probe checks one upstream: GET /models, model resolution, then a chat completion with
@@ -128,7 +150,7 @@ func (p *Prober) prepare(baseURL, key, providerID string) (target, error) {
 // *failure.Error.
 func (p *Prober) Probe(ctx context.Context, t Target) (*Capability, error) {
 	c := &Capability{}
-	tg, err := p.prepare(t.BaseURL, t.APIKey, t.ProviderID)
+	tg, err := p.prepare(t.BaseURL, t.AnthropicBase, t.APIKey, t.ProviderID)
 	if err != nil {
 		return c, err
 	}
@@ -142,9 +164,15 @@ func (p *Prober) Probe(ctx context.Context, t Target) (*Capability, error) {
 		return c, err
 	}
 	c.Models, c.ModelsListed = models, listed
-	c.Resolution = p.cat.ResolveModels(tg.prov.ID, t.Models, models)
-	for _, u := range c.Resolution.Unresolved {
-		c.note("requested model %q not resolved", u)
+	c.Resolution = p.cat.ResolveModelsAt(tg.prov.ID, tg.scope, t.Models, models)
+	for _, cr := range c.Resolution.Corrections {
+		switch {
+		case cr.Resolved != "":
+		case cr.Note != "":
+			c.note("requested model %q not resolved: %s", strings.TrimSpace(cr.Requested), cr.Note)
+		default:
+			c.note("requested model %q not resolved", strings.TrimSpace(cr.Requested))
+		}
 	}
 
 	candidates := p.chatCandidates(tg.prov.ID, c.Resolution)
@@ -184,7 +212,7 @@ func (p *Prober) Probe(ctx context.Context, t Target) (*Capability, error) {
 // Chat runs one minimal chat completion and classifies the outcome like Probe does. The
 // pipeline uses it to gather direct upstream evidence when the host path fails.
 func (p *Prober) Chat(ctx context.Context, baseURL, apiKey, providerID, model string) error {
-	tg, err := p.prepare(baseURL, apiKey, providerID)
+	tg, err := p.prepare(baseURL, "", apiKey, providerID)
 	if err != nil {
 		return err
 	}

@@ -236,11 +236,12 @@ func (p *Prober) probeResponses(ctx context.Context, tg target, c *Capability) {
 	c.Responses = true
 }
 
-// probeAnthropic calls POST {anthropic base}/v1/messages.
+// probeAnthropic calls POST {anthropic base}/v1/messages at the Anthropic base kept beside
+// the OpenAI base (never at the OpenAI base: "…/v1/v1/messages" answers 404 everywhere).
 func (p *Prober) probeAnthropic(ctx context.Context, tg target, c *Capability) {
-	ab := tg.prov.AnthropicBaseFor(tg.base)
+	ab := tg.anthropic
 	if ab == "" {
-		c.note("anthropic: not offered by %s", tg.prov.Name)
+		c.note("anthropic: no Anthropic-compatible base is known for this %s base", tg.prov.Name)
 		return
 	}
 	c.AnthropicBase = ab

@@ -27,7 +27,7 @@ func keyTail(key string) string {
 	return "****" + key[len(key)-4:]
 }
 
-// unauthorized is the provider's answer to an unknown or invalid key (providers.md).
+// unauthorized is the provider's documented answer to an unknown or invalid key.
 func unauthorized(provider, key string) reply {
 	switch provider {
 	case "deepseek":
