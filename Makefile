@@ -4,7 +4,7 @@ GOFLAGS   ?=
 PKGS      := ./...
 BIN       := bin
 
-.PHONY: demo test test-short deps build vet fmt-check fuzz bench clean
+.PHONY: demo test test-short host-test deps build vet fmt-check fuzz bench clean
 
 ## demo: run the product's main job on embedded defaults against the built-in simulators
 demo:
@@ -15,6 +15,15 @@ demo:
 ## one fails, and the last line is "N passed, N failed, N skipped"
 test:
 	@GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/test.sh
+
+## host-test: the end-to-end suite against real sub2api hosts built from the backend source archive(s) named by CRM_SUB2API_SRC (a path or a glob); without one it says what it skipped and succeeds
+host-test:
+	@if [ -z "$(strip $(CRM_SUB2API_SRC))" ]; then \
+		echo "host-test: skipped: CRM_SUB2API_SRC is not set (a path or glob of sub2api backend source archives)"; exit 0; fi; \
+	found=""; for f in $(CRM_SUB2API_SRC); do if [ -f "$$f" ]; then found="$$found $$f"; fi; done; \
+	if [ -z "$$found" ]; then echo "host-test: skipped: no sub2api source archive matches CRM_SUB2API_SRC=$(CRM_SUB2API_SRC)"; exit 0; fi; \
+	echo "host-test: real sub2api hosts built from:$$found"; \
+	CRM_SUB2API_SRC="$$found" $(GO) test -tags realhost -count=1 -p 1 -timeout 90m -v -run '^TestRealHost' ./internal/realhost/ ./internal/e2e/
 
 ## test-short: unit tests only
 test-short:

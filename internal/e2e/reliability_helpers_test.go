@@ -127,10 +127,18 @@ type clusterOpts struct {
 	postgres bool // CRM_DATABASE_URL from testpg instead of SQLite
 	workers  int  // worker processes (default 1)
 	host     hostsim.Options
+	// external, when set, is the sub2api host to register instead of a simulated one
+	// (the real-host suite); host is then ignored.
+	external *externalHost
 	extraEnv []string
 	// redisEnv replaces the private open redis-server with these settings (CRM_REDIS_URL
 	// and friends); the cluster then has no redis/rdb of its own.
 	redisEnv []string
+}
+
+// externalHost is a host the cluster does not start: its URL and admin API key.
+type externalHost struct {
+	URL, AdminKey string
 }
 
 // cluster is one api process and its workers, a private redis-server, a database, the
@@ -143,7 +151,8 @@ type cluster struct {
 	redis             *testredis.Server
 	rdb               *redis.Client
 	up                *upstreamsim.Server
-	hs                *hostsim.Server
+	hs                *hostsim.Server // nil with an external host
+	hostURL           string
 	hostID            string
 	adminKey          string
 	db                string // "sqlite" or "postgres"
@@ -174,19 +183,23 @@ func newCluster(t *testing.T, o clusterOpts) *cluster {
 	}
 	t.Cleanup(up.Close)
 	cl.up = up
-	hopts := o.host
-	if hopts.Profile == "" {
-		hopts.Profile = hostsim.Profile179
+	if o.external != nil {
+		cl.hostURL, cl.adminKey = o.external.URL, o.external.AdminKey
+	} else {
+		hopts := o.host
+		if hopts.Profile == "" {
+			hopts.Profile = hostsim.Profile179
+		}
+		if hopts.AdminAPIKey == "" {
+			hopts.AdminAPIKey = "admin-" + secret.RandomToken(32)
+		}
+		hs, err := hostsim.Start(hopts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(hs.Close)
+		cl.hs, cl.hostURL, cl.adminKey = hs, hs.URL(), hopts.AdminAPIKey
 	}
-	if hopts.AdminAPIKey == "" {
-		hopts.AdminAPIKey = "admin-" + secret.RandomToken(32)
-	}
-	hs, err := hostsim.Start(hopts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(hs.Close)
-	cl.hs = hs
 
 	dir, listen := t.TempDir(), freeAddr(t)
 	cl.env = baseEnv(t, dir, listen)
@@ -207,7 +220,6 @@ func newCluster(t *testing.T, o clusterOpts) *cluster {
 	for i := 0; i < o.workers; i++ {
 		cl.startWorker(i)
 	}
-	cl.adminKey = hopts.AdminAPIKey
 	cl.hostID = cl.registerHost("reliability-host", cl.adminKey)
 	return cl
 }
@@ -279,7 +291,7 @@ func (cl *cluster) registerHost(name, adminKey string) string {
 	code := 0
 	for try := 0; try < 15; try++ {
 		var h store.Host
-		if code = cl.c.do(cl.t, "POST", "/api/v1/hosts", map[string]any{"name": name, "admin_url": cl.hs.URL(), "admin_api_key": adminKey}, &h); code == 201 {
+		if code = cl.c.do(cl.t, "POST", "/api/v1/hosts", map[string]any{"name": name, "admin_url": cl.hostURL, "admin_api_key": adminKey}, &h); code == 201 {
 			return h.ID
 		}
 		time.Sleep(200 * time.Millisecond)

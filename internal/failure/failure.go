@@ -24,13 +24,16 @@ const (
 	UpstreamIncompatible Class = "upstream_incompatible"
 	HostRejected         Class = "host_rejected"
 	HostCompatibilityGap Class = "host_compatibility_gap"
-	ConfirmationTimeout  Class = "confirmation_timeout"
-	Internal             Class = "internal"
+	// HostPolicy: the host's own settings forbid what the item needs (its outbound URL
+	// policy refuses the upstream base URL); an administrator of the host must change them.
+	HostPolicy          Class = "host_policy"
+	ConfirmationTimeout Class = "confirmation_timeout"
+	Internal            Class = "internal"
 )
 
 // All lists every class, for validation and documentation.
 var All = []Class{InvalidKey, KeyBanned, NoQuota, RateLimited, RegionBlocked, ModelNotFound,
-	UpstreamUnreachable, UpstreamIncompatible, HostRejected, HostCompatibilityGap,
+	UpstreamUnreachable, UpstreamIncompatible, HostRejected, HostCompatibilityGap, HostPolicy,
 	ConfirmationTimeout, Internal}
 
 // Error is an error with a failure class. Retryable says whether trying the same step

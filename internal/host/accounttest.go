@@ -30,6 +30,14 @@ type TestResult struct {
 	ContentType string
 }
 
+// BaseURLRefused reports whether the test failed because the host refused the account's
+// base URL before calling it ("Invalid base URL: <why>"): 0.1.129 and 0.1.179 check a base
+// URL against their outbound URL policy only when they test or forward, not when the
+// account is saved.
+func (r *TestResult) BaseURLRefused() bool {
+	return !r.Success && strings.HasPrefix(r.Error, "Invalid base URL:")
+}
+
 // Output joins the content texts that are model output (fork runtime_meta lines excluded).
 func (r *TestResult) Output() string {
 	var b strings.Builder

@@ -173,7 +173,12 @@ func (c *Client) send(ctx context.Context, r request) (*response, error) {
 	// natural key that answers 409 (then adopted), deletes are idempotent. Gateway calls
 	// are never retried here: their 5xx answers carry meaning (warm-up, upstream errors)
 	// that the pipeline must see.
-	for attempt := 0; attempt < c.transientRetries() && r.target != "gateway" && transient(resp, err); attempt++ {
+	//
+	// A write with an Idempotency-Key may also meet our own identical request still in
+	// flight (409 IDEMPOTENCY_IN_PROGRESS) or the backoff after it failed (409
+	// IDEMPOTENCY_RETRY_BACKOFF): repeating it shortly after gives the first answer,
+	// replayed, or runs it once.
+	for attempt := 0; attempt < c.transientRetries() && r.target != "gateway" && (transient(resp, err) || idempotencyBusy(r, resp, err)); attempt++ {
 		select {
 		case <-ctx.Done():
 			return resp, err
@@ -457,6 +462,18 @@ func transient(resp *response, err error) bool {
 		return true
 	}
 	return false
+}
+
+// idempotencyBusy reports whether a write with an Idempotency-Key was answered by the host's
+// idempotency store with one of its transient refusals.
+func idempotencyBusy(r request, resp *response, err error) bool {
+	if err != nil || r.idemKey == "" || (resp.status != http.StatusConflict && resp.status != http.StatusServiceUnavailable) {
+		return false
+	}
+	var body struct {
+		Reason string `json:"reason"`
+	}
+	return json.Unmarshal(resp.body, &body) == nil && idempotencyBusyCode(body.Reason)
 }
 
 func retryDelay(attempt int) time.Duration {

@@ -31,6 +31,22 @@ const (
 	CodeAPIKeyExists       = "API_KEY_EXISTS"
 	CodeIdempotencyReuse   = "IDEMPOTENCY_KEY_CONFLICT"
 	CodeSubscriptionClash  = "SUBSCRIPTION_ASSIGN_CONFLICT"
+	CodeUserNotFound       = "USER_NOT_FOUND"
+	// CodeInvalidBaseURL is the outbound-policy refusal of an account's base URL
+	// (400, "base_url is invalid or not allowed by the current outbound policy").
+	CodeInvalidBaseURL = "ACCOUNT_INVALID_BASE_URL"
+)
+
+// The idempotency store's transient answers to a write that carries an Idempotency-Key.
+// Repeating the same write a little later gives the stored answer (or runs it once).
+const (
+	// CodeIdempotencyInProgress (409): a request with the same key is still being processed.
+	CodeIdempotencyInProgress = "IDEMPOTENCY_IN_PROGRESS"
+	// CodeIdempotencyRetryBackoff (409): the last request with this key failed; the host
+	// refuses a repeat until its backoff window (metadata.retry_after seconds) has passed.
+	CodeIdempotencyRetryBackoff = "IDEMPOTENCY_RETRY_BACKOFF"
+	// CodeIdempotencyStoreDown (503): the host cannot reach its idempotency store.
+	CodeIdempotencyStoreDown = "IDEMPOTENCY_STORE_UNAVAILABLE"
 )
 
 // Error is every failure of a host call: both admin error envelopes
@@ -91,6 +107,31 @@ func IsNotFound(err error) bool {
 func IsComplianceLocked(err error) bool {
 	he, ok := AsError(err)
 	return ok && (he.Status == http.StatusLocked || he.Code == CodeComplianceRequired)
+}
+
+// IsIdempotencyBusy reports whether err is one of the idempotency store's transient answers
+// (in progress, retry backoff, store unavailable): the same write, repeated with the same
+// Idempotency-Key after a short wait, succeeds or replays the first answer.
+func IsIdempotencyBusy(err error) bool {
+	he, ok := AsError(err)
+	return ok && idempotencyBusyCode(he.Code)
+}
+
+func idempotencyBusyCode(code string) bool {
+	return code == CodeIdempotencyInProgress || code == CodeIdempotencyRetryBackoff || code == CodeIdempotencyStoreDown
+}
+
+// IsUnauthorized reports whether err is a 401 from the host, whatever its code
+// (INVALID_TOKEN, TOKEN_EXPIRED, TOKEN_REVOKED, USER_NOT_FOUND, USER_INACTIVE, ...).
+func IsUnauthorized(err error) bool {
+	he, ok := AsError(err)
+	return ok && he.Status == http.StatusUnauthorized
+}
+
+// IsOutboundPolicy reports whether the host refused an account's base URL because of its
+// outbound URL policy (400 ACCOUNT_INVALID_BASE_URL).
+func IsOutboundPolicy(err error) bool {
+	return IsCode(err, CodeInvalidBaseURL)
 }
 
 // IsCode reports whether err is an *Error with the given code.
@@ -228,6 +269,17 @@ func Failure(err error) *failure.Error {
 	switch {
 	case he.Status == 0:
 		fe.Class, fe.Retryable = failure.Internal, true
+	case idempotencyBusyCode(he.Code):
+		// Our own earlier request with the same Idempotency-Key has not settled: repeat it.
+		// The in-progress hint is the host's lock timeout (30 s), far longer than the
+		// request usually takes, so only the backoff window's hint is kept.
+		fe.Retryable = true
+		if he.Code == CodeIdempotencyInProgress {
+			fe.RetryAfter = 0
+		}
+	case he.Code == CodeInvalidBaseURL:
+		fe.Class = failure.HostPolicy
+		fe.Message = he.Error() + ": " + OutboundPolicyAdvice("")
 	case he.Code == "model_not_found":
 		fe.Class = failure.ModelNotFound
 	case he.Status == http.StatusTooManyRequests || he.Code == "rate_limit_error":

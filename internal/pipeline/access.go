@@ -42,15 +42,13 @@ func (e *Engine) runAccessClosure(ctx context.Context, sc *stepContext) result {
 			return e.hostFailure(sc, StepAccessClosure, store.ItemClosingAccess, err)
 		}
 	}
-	token, err := e.userToken(ctx, sc, user.Email, password)
+	var key string
+	err = e.asUser(ctx, sc, user, password, func(token string) error {
+		var err error
+		key, err = e.ensureKey(ctx, sc, token, groupID)
+		return err
+	})
 	if err != nil {
-		return e.hostFailure(sc, StepAccessClosure, store.ItemClosingAccess, err)
-	}
-	key, err := e.ensureKey(ctx, sc, token, groupID)
-	if err != nil {
-		if host.IsCode(err, "INVALID_TOKEN") || host.IsCode(err, "UNAUTHORIZED") {
-			e.dropToken(sc, user.Email)
-		}
 		return e.hostFailure(sc, StepAccessClosure, store.ItemClosingAccess, err)
 	}
 	it.AccessStatus = "key_bound"
@@ -102,9 +100,27 @@ func (e *Engine) smokeFailure(ctx context.Context, sc *stepContext, call string,
 	class := failure.HostCompatibilityGap
 	if warming {
 		class = failure.ConfirmationTimeout
+	} else if why := e.baseURLRefusal(ctx, sc); why != "" {
+		// 0.1.129 and 0.1.179 apply their outbound URL policy only when they forward, and
+		// then answer the client a bare 502; their account test names the reason.
+		return e.policyRefused(sc, fmt.Sprintf("%s answered %s; account test: %s", call, describe(err), why))
 	}
 	return result{outcome: store.OutcomeFailed, class: class, status: store.ItemFailed,
 		message: fmt.Sprintf("%s answered %s while the upstream answers directly", call, describe(err))}
+}
+
+// baseURLRefusal asks the host's account test whether the host refuses to call the item's
+// upstream at all; it returns the test's reason, or "" when it does not say so.
+func (e *Engine) baseURLRefusal(ctx context.Context, sc *stepContext) string {
+	accID, ok, err := e.ledgerID(ctx, sc, store.TypeAccount, objectName("a", sc.item))
+	if err != nil || !ok {
+		return ""
+	}
+	res, err := sc.client.TestAccount(ctx, accID, sc.item.SmokeModel)
+	if err != nil || !res.BaseURLRefused() {
+		return ""
+	}
+	return res.Error
 }
 
 func describe(err error) string {
@@ -207,15 +223,34 @@ func (e *Engine) ensureUser(ctx context.Context, sc *stepContext) (*host.User, s
 	return u, password, nil
 }
 
-// ensureBalance tops the managed user's balance up to the configured amount. The
-// Idempotency-Key makes concurrent items of one batch add it once.
+// ensureBalance tops the managed user's balance up to the configured amount, once per
+// batch. Items of a batch get here together: in this process they take turns per user (and
+// the later ones find the balance already topped up); across processes the Idempotency-Key
+// makes the host add it once, and a write still in progress elsewhere is waited for.
 func (e *Engine) ensureBalance(ctx context.Context, sc *stepContext, u *host.User) error {
 	want := e.topUp(sc.batch)
 	if u.Balance >= want/2 {
 		return nil
 	}
+	defer e.lockUser(sc.host.ID, u.ID)()
+	// Another item may have topped the user up while this one waited for its turn.
+	fresh, err := sc.client.GetUser(ctx, u.ID)
+	if err != nil {
+		return fmt.Errorf("read managed user balance: %w", err)
+	}
+	if fresh.Balance >= want/2 {
+		return nil
+	}
 	idem := fmt.Sprintf("crm-topup-%s-%d", sc.batch.ID, u.ID)
-	if _, err := sc.client.AddBalance(ctx, u.ID, want, "cn-relay-manager top-up for batch "+sc.batch.ID, idem); err != nil {
+	_, err = sc.client.AddBalance(ctx, u.ID, want, "cn-relay-manager top-up for batch "+sc.batch.ID, idem)
+	if host.IsIdempotencyBusy(err) {
+		// The same top-up is still being applied by another worker process (the client
+		// already waited a little): what counts is the balance, so read it.
+		if fresh, gerr := sc.client.GetUser(ctx, u.ID); gerr == nil && fresh.Balance >= want/2 {
+			return nil
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("top up managed user: %w", err)
 	}
 	return nil
@@ -301,17 +336,21 @@ func (e *Engine) ensureKey(ctx context.Context, sc *stepContext, token string, g
 	return value, nil
 }
 
-// userToken logs in as the managed user, caching the JWT: hosts rate-limit logins
-// (about 20 a minute per client), and a batch needs one key per item.
-func (e *Engine) userToken(ctx context.Context, sc *stepContext, email, password string) (string, error) {
-	k := sc.host.ID + "|" + email
+// userToken logs in as the managed user, caching the JWT: hosts rate-limit logins (20 a
+// minute per client address), and a batch needs one key per item. The cache is keyed by
+// the user's host ID, so a user deleted and created again (rollback, then a new batch) never
+// gets the token of its predecessor.
+func (e *Engine) userToken(ctx context.Context, sc *stepContext, u *host.User, password string) (string, error) {
+	k := tokenKey(sc, u.ID)
+	// Items of a batch ask at the same moment: one logs in, the others wait for its token.
+	defer e.lockUser("login|"+sc.host.ID, u.ID)()
 	e.mu.Lock()
 	t, ok := e.tokens[k]
 	e.mu.Unlock()
 	if ok && e.now().Before(t.expires) {
 		return t.token, nil
 	}
-	s, err := sc.client.Login(ctx, email, password)
+	s, err := sc.client.Login(ctx, u.Email, password)
 	if err != nil {
 		return "", fmt.Errorf("log in as managed user: %w", err)
 	}
@@ -328,8 +367,10 @@ func (e *Engine) userToken(ctx context.Context, sc *stepContext, email, password
 	return s.AccessToken, nil
 }
 
-func (e *Engine) dropToken(sc *stepContext, email string) {
+func (e *Engine) dropToken(sc *stepContext, userID int64) {
 	e.mu.Lock()
-	delete(e.tokens, sc.host.ID+"|"+email)
+	delete(e.tokens, tokenKey(sc, userID))
 	e.mu.Unlock()
 }
+
+func tokenKey(sc *stepContext, userID int64) string { return sc.host.ID + "|" + idString(userID) }

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/cn-relay-manager/cn-relay-manager/internal/failure"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/host"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 )
 
@@ -40,6 +41,9 @@ func (e *Engine) runAccountProbe(ctx context.Context, sc *stepContext) result {
 		it.AccountStatus = "active"
 		return result{outcome: store.OutcomeOK, status: nextStatus, next: next,
 			message: fmt.Sprintf("account test passed (model %s)", res.Model)}
+	}
+	if res.BaseURLRefused() {
+		return e.policyRefused(sc, "account test: "+res.Error)
 	}
 	if isWarmupTestError(res.Error) {
 		return e.waitOrTimeout(sc, StepAccountProbe, store.ItemConfirming,
@@ -83,6 +87,12 @@ func (e *Engine) confirmWithoutTest(ctx context.Context, sc *stepContext, accID 
 	}
 	msg := "account active; the host's account test cannot check chat-only upstreams on this version, so the end-user proof decides"
 	return result{outcome: store.OutcomeAdvisory, status: nextStatus, next: next, message: msg}
+}
+
+// policyRefused fails the item because the host's outbound URL policy refuses its upstream.
+func (e *Engine) policyRefused(sc *stepContext, what string) result {
+	return result{outcome: store.OutcomeFailed, class: failure.HostPolicy, status: store.ItemFailed,
+		message: what + ": " + host.OutboundPolicyAdvice(sc.item.NormalizedURL)}
 }
 
 // isWarmupTestError recognises the answers a fresh account gives while the host is still

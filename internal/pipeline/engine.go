@@ -85,7 +85,8 @@ type Engine struct {
 
 	mu      sync.Mutex
 	clients map[string]HostClient
-	tokens  map[string]cachedToken
+	tokens  map[string]cachedToken // managed users' JWTs by host and user ID
+	users   userLocks
 }
 
 type cachedToken struct {

@@ -57,6 +57,7 @@ type harnessOpts struct {
 	behavior func(hostsim.AccountView) hostsim.Behavior
 	window   time.Duration
 	schedule []time.Duration
+	host     func(*hostsim.Options) // further simulated-host settings
 }
 
 func newHarness(t *testing.T, o harnessOpts) *harness {
@@ -71,7 +72,11 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	}
 	t.Cleanup(up.Close)
 	adminKey := "admin-" + secret.RandomToken(32)
-	hs, err := hostsim.Start(hostsim.Options{Profile: o.profile, AdminAPIKey: adminKey, Behavior: o.behavior, Now: clock.Now})
+	hopts := hostsim.Options{Profile: o.profile, AdminAPIKey: adminKey, Behavior: o.behavior, Now: clock.Now}
+	if o.host != nil {
+		o.host(&hopts)
+	}
+	hs, err := hostsim.Start(hopts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,8 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/cn-relay-manager/cn-relay-manager/internal/failure"
@@ -65,8 +67,16 @@ func (e *Engine) runImport(ctx context.Context, sc *stepContext) result {
 		subType = "subscription"
 	}
 	it.Plan = e.plan(sc, spec, subType)
+	if warning := e.knownPolicyRefusal(ctx, sc, norm.BaseURL); warning != "" {
+		it.Plan["host_policy"] = map[string]any{"refused_before": true, "warning": warning}
+		it.Warnings = append(it.Warnings, warning)
+	}
 	if sc.batch.DryRun {
-		return result{outcome: store.OutcomeOK, status: store.ItemSkipped, message: "dry run: plan stored, nothing written to the host"}
+		msg := "dry run: plan stored, nothing written to the host"
+		if p, ok := it.Plan["host_policy"].(map[string]any); ok {
+			msg += "; " + p["warning"].(string)
+		}
+		return result{outcome: store.OutcomeOK, status: store.ItemSkipped, message: msg}
 	}
 
 	groupID, err := e.ensureGroup(ctx, sc, spec.GroupPlatform, subType)
@@ -74,6 +84,10 @@ func (e *Engine) runImport(ctx context.Context, sc *stepContext) result {
 		return e.hostFailure(sc, StepImport, store.ItemImporting, err)
 	}
 	acc, err := e.ensureAccount(ctx, sc, groupID, spec)
+	if host.IsOutboundPolicy(err) {
+		return result{outcome: store.OutcomeFailed, class: failure.HostPolicy, status: store.ItemFailed,
+			message: fmt.Sprintf("%s: %s", describe(err), host.OutboundPolicyAdvice(norm.BaseURL))}
+	}
 	if err != nil {
 		return e.hostFailure(sc, StepImport, store.ItemImporting, err)
 	}
@@ -147,3 +161,29 @@ func (e *Engine) hostFailure(sc *stepContext, step, status string, err error) re
 }
 
 func (e *Engine) lockDelay() time.Duration { return time.Minute }
+
+// knownPolicyRefusal returns a warning when the host's outbound policy already refused an
+// upstream on the same host (scheme, name and port) as baseURL since the host was last
+// probed: the host does not publish its policy, but it has shown it. "" otherwise.
+func (e *Engine) knownPolicyRefusal(ctx context.Context, sc *stepContext, baseURL string) string {
+	var since time.Time
+	if sc.host.ProbedAt != nil {
+		since = *sc.host.ProbedAt
+	}
+	refused, err := e.Store.FailedURLs(ctx, sc.host.ID, string(failure.HostPolicy), since)
+	if err != nil {
+		return ""
+	}
+	want, err := url.Parse(baseURL)
+	if err != nil {
+		return ""
+	}
+	for _, r := range refused {
+		u, err := url.Parse(r)
+		if err == nil && strings.EqualFold(u.Scheme, want.Scheme) && strings.EqualFold(u.Host, want.Host) {
+			return fmt.Sprintf("host_policy: this host's outbound URL policy already refused %s (if its settings changed since, probe the host again); %s",
+				r, host.OutboundPolicyAdvice(baseURL))
+		}
+	}
+	return ""
+}

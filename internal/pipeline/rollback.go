@@ -57,6 +57,9 @@ func (e *Engine) Rollback(ctx context.Context, batchID string) (store.Action, er
 	if err != nil {
 		return act, err
 	}
+	if rows, err = e.withManagedUser(ctx, b.HostID, rows); err != nil {
+		return act, err
+	}
 	rb := &rollback{e: e, h: h, client: client, batchID: batchID, act: &act}
 	for _, typ := range rollbackOrder {
 		for i := range rows {
@@ -80,6 +83,34 @@ func (e *Engine) Rollback(ctx context.Context, batchID string) (store.Action, er
 		act.Status, act.Message = "partial", fmt.Sprintf("%d object(s) could not be deleted; run the rollback again once the host is reachable: %s", failed, rb.summary())
 	}
 	return act, e.Store.SetBatchAction(ctx, batchID, act)
+}
+
+// withManagedUser adds the host's managed-user rows to a batch's rows when the batch gave
+// that user keys or subscriptions. The user's ledger row belongs to whichever batch first
+// created it; a later batch that used it (possibly after creating it again, when an earlier
+// rollback had deleted it) must still delete it on rollback once nothing else of ours uses
+// it, or the host is not back to where it was.
+func (e *Engine) withManagedUser(ctx context.Context, hostRef string, rows []store.Resource) ([]store.Resource, error) {
+	used := false
+	have := map[string]bool{}
+	for _, r := range rows {
+		have[r.ID] = true
+		used = used || r.Type == store.TypeKey || r.Type == store.TypeSubscription
+	}
+	if !used {
+		return rows, nil
+	}
+	users, _, err := e.Store.ListResources(ctx, store.ResourceFilter{HostID: hostRef, Type: store.TypeUser})
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range users {
+		// Only a user the host confirmed: an intent belongs to a batch still creating it.
+		if _, confirmed := hostID(&u); confirmed && !have[u.ID] && u.State != store.ResourceDeleted {
+			rows = append(rows, u)
+		}
+	}
+	return rows, nil
 }
 
 type rollback struct {
@@ -189,13 +220,16 @@ func (rb *rollback) findByName(ctx context.Context, r *store.Resource) (bool, in
 func (rb *rollback) shared(ctx context.Context, r *store.Resource, id int64) (bool, string) {
 	switch r.Type {
 	case store.TypeUser:
-		others, _, err := rb.e.Store.ListResources(ctx, store.ResourceFilter{HostID: rb.h.ID, Type: store.TypeKey})
-		if err != nil {
-			return true, "could not check other batches: " + err.Error()
-		}
-		for _, o := range others {
-			if o.BatchID != rb.batchID && o.State != store.ResourceDeleted && o.State != store.ResourceMissing {
-				return true, "still used by batch " + o.BatchID
+		// Keys and subscriptions of other batches still hang on the user.
+		for _, typ := range []string{store.TypeKey, store.TypeSubscription} {
+			others, _, err := rb.e.Store.ListResources(ctx, store.ResourceFilter{HostID: rb.h.ID, Type: typ})
+			if err != nil {
+				return true, "could not check other batches: " + err.Error()
+			}
+			for _, o := range others {
+				if o.BatchID != rb.batchID && o.State != store.ResourceDeleted && o.State != store.ResourceMissing {
+					return true, "still used by batch " + o.BatchID
+				}
 			}
 		}
 	case store.TypeGroup:

@@ -121,6 +121,12 @@ func (s *Server) handleAccountTest(w http.ResponseWriter, r *http.Request, id in
 	s.mu.Unlock()
 
 	ev := eventWriter{w}
+	if why := s.forwardRefusal(base); why != "" {
+		// Checked before anything is sent, before the SSE headers.
+		sseHeaders(w, "text/plain; charset=utf-8")
+		ev.send(map[string]any{"type": "error", "error": testRefusalError(why)})
+		return
+	}
 	if warming {
 		sseHeaders(w, "text/event-stream")
 		ev.send(map[string]any{"type": "test_start", "model": target})

@@ -236,6 +236,10 @@ func (s *Server) createAccount(w http.ResponseWriter, r *http.Request) {
 		bindErr(w, strings.Join(missing, "\n"))
 		return
 	}
+	if s.accountRefusal(str(creds, "base_url")) != "" {
+		typedErr(w, 400, "ACCOUNT_INVALID_BASE_URL", forkInvalidBaseURL)
+		return
+	}
 	platform := str(req, "platform")
 	gids, _ := ids(req["group_ids"])
 	gp := str(req, "gateway_protocol")
@@ -343,6 +347,10 @@ func (s *Server) updateAccount(w http.ResponseWriter, r *http.Request, id int64)
 	req, err := decodeBody(r)
 	if err != nil {
 		bindErr(w, err.Error())
+		return
+	}
+	if c, ok := req["credentials"].(map[string]any); ok && s.accountRefusal(str(c, "base_url")) != "" {
+		typedErr(w, 400, "ACCOUNT_INVALID_BASE_URL", forkInvalidBaseURL)
 		return
 	}
 	if v, has := req["group_ids"]; has {

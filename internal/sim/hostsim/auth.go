@@ -81,12 +81,11 @@ func (s *Server) adminAuth(w http.ResponseWriter, r *http.Request) (int64, bool)
 		mwErr(w, 401, "UNAUTHORIZED", "Authorization required")
 		return 0, false
 	}
-	uid, found := s.tokens[tok]
-	u := s.users[uid]
-	if !found || u == nil || u.status != "active" {
-		mwErr(w, 401, "INVALID_TOKEN", "Invalid token")
+	u, ok := s.jwtUser(w, tok)
+	if !ok {
 		return 0, false
 	}
+	uid := u.id
 	if u.role != "admin" {
 		mwErr(w, 403, "FORBIDDEN", "Admin access required")
 		return 0, false
@@ -101,10 +100,26 @@ func (s *Server) userAuth(w http.ResponseWriter, r *http.Request) (*user, bool) 
 		mwErr(w, 401, "UNAUTHORIZED", "Authorization header is required")
 		return nil, false
 	}
+	return s.jwtUser(w, tok)
+}
+
+// jwtUser checks a JWT the way the hosts' JWT middleware does: the signature first (an
+// unknown token is INVALID_TOKEN), then the user it names, read fresh: a token outlives its
+// user (USER_NOT_FOUND after a delete) and a disabled user's token is USER_INACTIVE.
+// Caller holds s.mu.
+func (s *Server) jwtUser(w http.ResponseWriter, tok string) (*user, bool) {
 	uid, found := s.tokens[tok]
-	u := s.users[uid]
-	if !found || u == nil || u.status != "active" {
+	if !found {
 		mwErr(w, 401, "INVALID_TOKEN", "Invalid token")
+		return nil, false
+	}
+	u := s.users[uid]
+	if u == nil {
+		mwErr(w, 401, "USER_NOT_FOUND", "User not found")
+		return nil, false
+	}
+	if u.status != "active" {
+		mwErr(w, 401, "USER_INACTIVE", "User account is not active")
 		return nil, false
 	}
 	return u, true

@@ -8,4 +8,11 @@
 // Response objects are built from per-profile templates (templates/*.json)
 // taken from the recordings, so field names and value types follow the real
 // hosts even for the many fields the simulator does not model.
+//
+// It also behaves like the real hosts where concurrency and state matter: a
+// write with an Idempotency-Key is in flight for a moment (a twin meanwhile
+// gets 409 IDEMPOTENCY_IN_PROGRESS) and a failed one backs off for 5 s; a
+// user's JWT outlives the user (401 USER_NOT_FOUND); and Options.OutboundPolicy
+// turns on the hosts' outbound URL policy, which 0.1.129/0.1.179 apply when they
+// test or forward and the fork when an account is saved.
 package hostsim

@@ -190,6 +190,7 @@ func (s *Server) noAccount(w http.ResponseWriter) {
 type attempt struct {
 	id     int64
 	key    string
+	base   string // the account's base URL, for the outbound policy
 	route  upstreamRoute
 	target string
 }
@@ -220,7 +221,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	for _, a := range cands {
 		if t, ok := mapModel(a.mapping(), model); ok {
 			s.touchNative(a)
-			tries = append(tries, attempt{id: a.id, key: a.apiKey, route: s.upstreamFor(a), target: t})
+			tries = append(tries, attempt{id: a.id, key: a.apiKey, base: a.baseURL, route: s.upstreamFor(a), target: t})
 		}
 	}
 	s.mu.Unlock()
@@ -274,6 +275,11 @@ func (s *Server) upstreamFailure(w http.ResponseWriter, status int) {
 // forward calls one account's upstream. done=true means a response was
 // written; otherwise status is the upstream failure to fail over from.
 func (s *Server) forward(w http.ResponseWriter, r *http.Request, req map[string]any, alias string, stream bool, t attempt) (int, bool) {
+	if s.forwardRefusal(t.base) != "" {
+		// The outbound policy forbids the account's base URL: nothing is sent, and the
+		// client gets the generic "Upstream request failed".
+		return 0, false
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Minute)
 	defer cancel()
 	var body map[string]any

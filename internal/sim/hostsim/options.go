@@ -42,9 +42,29 @@ type Options struct {
 	// idempotency). Without it they strike before the host does anything, like FaultRate.
 	// FaultRate, TimeoutRate and DropRate are drawn from one number per request, so they
 	// are exclusive and add up.
-	LoseAnswers    bool
+	LoseAnswers bool
+	// IdempotentWrite is how long a write carrying an Idempotency-Key (account create,
+	// balance change, key create) is in flight; a second request with the same key meanwhile
+	// gets 409 IDEMPOTENCY_IN_PROGRESS, as on the real hosts. 0 = DefaultIdempotentWrite,
+	// negative = no in-flight window.
+	IdempotentWrite time.Duration
+	// OutboundPolicy, when set, is the host's outbound URL policy (sub2api's
+	// security.url_allowlist turned on). 0.1.129 and 0.1.179 accept any account and refuse
+	// to call a base URL it forbids: the account test answers an "Invalid base URL: …" error
+	// event and the gateway 502 upstream_error. The fork refuses the account itself: 400
+	// ACCOUNT_INVALID_BASE_URL on create and update.
+	OutboundPolicy *OutboundPolicy
 	Now            func() time.Time // default time.Now
 	UpstreamClient *http.Client     // used to call account upstreams; default 30s timeout
+}
+
+// OutboundPolicy is a host's outbound URL policy (security.url_allowlist.*).
+type OutboundPolicy struct {
+	UpstreamHosts     []string // allowed upstream host names ("*.example.com" allowed)
+	AllowPrivateHosts bool     // loopback and private addresses allowed
+	// AllowInsecureHTTP lets the fork accept http:// base URLs; 0.1.129 and 0.1.179 ignore
+	// it when they forward (their gateway always demands https under the policy).
+	AllowInsecureHTTP bool
 }
 
 // Behavior describes the warm-up quirks of one account.

@@ -1,9 +1,12 @@
 package hostsim
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
+	"time"
 )
 
 // recordedID returns the id in a fixture's recorded response data.
@@ -285,7 +288,56 @@ func prep(rp *replayer, name string) {
 		}
 	case "compliance.after-accept.ok":
 		rp.send("compliance.accept.ok")
+	case "users.balance.in-progress":
+		rp.inFlight(name)
+	case "keys.create.user-deleted":
+		// The recorded user logged in and was then deleted; its token is sent.
+		// A plain user of its own: the recorded id may stand for another fixture's user.
+		uid, _ := jwtUser(strings.TrimPrefix(rp.all[name].Request.Headers["Authorization"], "Bearer "))
+		rp.seq++
+		sim := rp.newUser(fmt.Sprintf("deleted-%d@example.com", rp.seq), 0)
+		if rp.ids["user"] == nil {
+			rp.ids["user"] = map[int64]int64{}
+		}
+		rp.ids["user"][uid] = sim
+		rp.token(sim)
+		rp.admin("DELETE", fmt.Sprintf("/api/v1/admin/users/%d", sim), nil)
+	case "gateway.chat.outbound-policy":
+		rp.gwKey, _, _, _ = rp.accountKey("accounts.create.outbound-policy.ok", 10)
 	}
+}
+
+// inFlight sends a fixture's request in the background and returns once the simulator
+// holds it in flight (its Idempotency-Key claimed), so the replayed twin meets it.
+func (rp *replayer) inFlight(name string) {
+	m, p, h, b := rp.translate(rp.all[name])
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		req, _ := http.NewRequest(m, rp.hs.URL+p, bytes.NewReader(b))
+		for k, v := range h {
+			req.Header.Set(k, v)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	rp.t.Cleanup(func() { <-done })
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		rp.sim.mu.Lock()
+		claimed := false
+		for _, e := range rp.sim.idem {
+			claimed = claimed || e.state == idemProcessing
+		}
+		rp.sim.mu.Unlock()
+		if claimed {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	rp.t.Fatal("the first request never got in flight")
 }
 
 // accountKeyByID returns a key on the first group of a simulated account.

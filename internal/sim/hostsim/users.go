@@ -229,7 +229,8 @@ func (s *Server) updateBalance(w http.ResponseWriter, r *http.Request, id int64)
 	ok(w, s.userObj("user_balance", u, nil))
 }
 
-// deleteUser removes a user with its keys, tokens and subscriptions.
+// deleteUser removes a user with its keys and subscriptions. Its JWTs stay valid tokens
+// (they are signed, not stored): using one answers 401 USER_NOT_FOUND.
 func (s *Server) deleteUser(u *user) {
 	delete(s.users, u.id)
 	for id, k := range s.keys {
@@ -240,11 +241,6 @@ func (s *Server) deleteUser(u *user) {
 	for id, sub := range s.subs {
 		if sub.userID == u.id {
 			delete(s.subs, id)
-		}
-	}
-	for t, id := range s.tokens {
-		if id == u.id {
-			delete(s.tokens, t)
 		}
 	}
 }
