@@ -40,7 +40,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 }
 
 type harness struct {
-	t     *testing.T
+	t     testing.TB
 	clock *fakeClock
 	store *store.Store
 	box   *secret.Box
@@ -57,9 +57,10 @@ type harnessOpts struct {
 	behavior func(hostsim.AccountView) hostsim.Behavior
 	window   time.Duration
 	schedule []time.Duration
+	latency  time.Duration // added by the simulated host to every request
 }
 
-func newHarness(t *testing.T, o harnessOpts) *harness {
+func newHarness(t testing.TB, o harnessOpts) *harness {
 	t.Helper()
 	if o.profile == "" {
 		o.profile = hostsim.Profile179
@@ -71,7 +72,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	}
 	t.Cleanup(up.Close)
 	adminKey := "admin-" + secret.RandomToken(32)
-	hs, err := hostsim.Start(hostsim.Options{Profile: o.profile, AdminAPIKey: adminKey, Behavior: o.behavior, Now: clock.Now})
+	hs, err := hostsim.Start(hostsim.Options{Profile: o.profile, AdminAPIKey: adminKey, Behavior: o.behavior, Now: clock.Now, Latency: o.latency})
 	if err != nil {
 		t.Fatal(err)
 	}
