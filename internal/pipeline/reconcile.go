@@ -50,9 +50,9 @@ const progressEvery = 2 * time.Second
 //  1. The host is listed first and the ledger read after. The ledger is write-ahead (an
 //     intent row exists before the host create), so every object of ours in the listing
 //     already has its row: nothing created meanwhile looks orphaned.
-//  2. Rows an operation owns right now are not compared: intents (being created),
-//     deleting (a rollback deletes the object), rows of items that have not finished
-//     (an import or retry is working on them).
+//  2. Rows an operation owns right now are not compared: deleting (a rollback deletes the
+//     object) and rows of items that have not finished (an import or retry is working on
+//     them, intents included). Intents of finished items were never confirmed created.
 //  3. An object the listing lacks (created after it, or skipped by a page shifting under
 //     concurrent deletes) is confirmed with a single GET, or one fresh list for keys and
 //     subscriptions, before it counts as missing; the row is then marked missing by a
@@ -268,11 +268,11 @@ func (rc *reconciler) comparePage(ctx context.Context, page []store.Resource) er
 		rc.checked++
 		rc.names[r.Type+"|"+r.Name] = true
 		switch {
-		case r.State == store.ResourceDeleted:
+		case r.State == store.ResourceDeleting || (r.State != store.ResourceDeleted && inFlight(statuses[r.ItemID])):
+			rc.inFlight++ // an operation owns it right now: compared by the next run
 			continue
-		case !comparableState(r.State) || inFlight(statuses[r.ItemID]):
-			rc.inFlight++
-			continue
+		case !comparableState(r.State):
+			continue // deleted, or an intent whose item ended before the host confirmed it
 		}
 		id, ok := hostID(r)
 		if !ok {
