@@ -86,28 +86,36 @@ const maxTransitionTries = 8
 // ErrLedgerContended is returned when a compare-and-set kept losing.
 var ErrLedgerContended = errors.New("the ledger row kept changing under a compare-and-set")
 
+// ErrRolledBack is returned by MarkCreated when a rollback deleted, or is deleting, the very
+// object the caller wants to record: the row stays the rollback's.
+var ErrRolledBack = errors.New("a rollback deleted (or is deleting) this object")
+
 // MarkCreated records the host ID of a ledger row after the host confirmed the object
 // (state created, or adopted when the object was found rather than created). It is a
 // compare-and-set from the state the caller read (r.State); when another writer changed
 // the row in between, it re-reads and decides again: the host has the object, so the row
-// must say so, except that finding an object never relabels a row another writer marked
-// created (rollback deletes created objects and keeps adopted ones: items racing on the
-// managed user, one creating it and one finding it a moment later, must leave created).
+// must say so, except that
+//   - finding an object never relabels a row another writer marked created (rollback
+//     deletes created objects and keeps adopted ones: items racing on the managed user, one
+//     creating it and one finding it a moment later, must leave created);
+//   - a row a rollback claimed (deleting) or finished (deleted) for this same object stays
+//     so: the object is being, or was, deleted (ErrRolledBack). A different object under
+//     the name (re-created after the rollback's delete) is recorded.
 func (s *Store) MarkCreated(ctx context.Context, r *Resource, hostID string, state string) error {
 	want := *r
 	want.HostResourceID = &hostID
-	from := r.State
+	cur := r // the row as last read
 	for try := 0; try < maxTransitionTries; try++ {
-		if state == ResourceAdopted && from == ResourceCreated {
-			cur, err := s.GetResource(ctx, r.ID)
-			if err != nil {
-				return fmt.Errorf("ledger mark %s %s: %w", r.Type, r.Name, err)
-			}
+		switch {
+		case (cur.State == ResourceDeleting || cur.State == ResourceDeleted) && cur.HostResourceID != nil && *cur.HostResourceID == hostID:
+			*r = *cur
+			return fmt.Errorf("ledger mark %s %s %s: %w", r.Type, r.Name, state, ErrRolledBack)
+		case state == ResourceAdopted && cur.State == ResourceCreated:
 			*r = *cur
 			return nil
 		}
 		row := want
-		won, err := s.TransitionResource(ctx, &row, from, state,
+		won, err := s.TransitionResource(ctx, &row, cur.State, state,
 			"host_resource_id", "secret_enc", "details", "parent_id", "batch_id", "item_id")
 		if err != nil {
 			return fmt.Errorf("ledger mark created: %w", err)
@@ -116,11 +124,9 @@ func (s *Store) MarkCreated(ctx context.Context, r *Resource, hostID string, sta
 			*r = row
 			return nil
 		}
-		cur, err := s.GetResource(ctx, r.ID)
-		if err != nil {
+		if cur, err = s.GetResource(ctx, r.ID); err != nil {
 			return fmt.Errorf("ledger mark %s %s: %w", r.Type, r.Name, err)
 		}
-		from = cur.State
 	}
 	return fmt.Errorf("ledger mark %s %s %s: %w", r.Type, r.Name, state, ErrLedgerContended)
 }

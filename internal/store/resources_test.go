@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -108,9 +109,31 @@ func TestMarkCreatedDecidesAgain(t *testing.T) {
 		if got.State != ResourceCreated || got.HostResourceID == nil || *got.HostResourceID != "12" {
 			t.Fatalf("row after a lost race: %+v", got)
 		}
+		// A rollback claims the object an import then tries to record: the row stays the
+		// rollback's; a different object under the name afterwards is recorded.
+		stale := *got
+		claim := *got
+		if won, err := s.TransitionResource(ctx, &claim, ResourceCreated, ResourceDeleting); err != nil || !won {
+			t.Fatalf("claim: %v %v", won, err)
+		}
+		if err := s.MarkCreated(ctx, &stale, "12", ResourceCreated); !errors.Is(err, ErrRolledBack) {
+			t.Fatalf("recording an object a rollback is deleting: %v", err)
+		}
+		if won, err := s.TransitionResource(ctx, &claim, ResourceDeleting, ResourceDeleted); err != nil || !won {
+			t.Fatalf("finish: %v %v", won, err)
+		}
+		if err := s.MarkCreated(ctx, &stale, "12", ResourceCreated); !errors.Is(err, ErrRolledBack) {
+			t.Fatalf("recording an object a rollback deleted: %v", err)
+		}
+		if err := s.MarkCreated(ctx, &stale, "13", ResourceCreated); err != nil {
+			t.Fatalf("recording the re-created object: %v", err)
+		}
+		if got, _ := s.GetResource(ctx, importer.ID); got.State != ResourceCreated || *got.HostResourceID != "13" {
+			t.Fatalf("row after re-creation: %+v", got)
+		}
 		finder := *importer
 		finder.State = ResourceIntent // what a slower item read before the create
-		if err := s.MarkCreated(ctx, &finder, "12", ResourceAdopted); err != nil {
+		if err := s.MarkCreated(ctx, &finder, "13", ResourceAdopted); err != nil {
 			t.Fatal(err)
 		}
 		if got, _ := s.GetResource(ctx, importer.ID); got.State != ResourceCreated || finder.State != ResourceCreated {
