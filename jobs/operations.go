@@ -95,24 +95,72 @@ func (h *OperationHandlers) handleReconcile(ctx context.Context, t *asynq.Task) 
 			return fmt.Errorf("reconcile run %s: %v: %w", p.RunID, err, asynq.SkipRetry)
 		}
 		run = r
-	} else {
-		// Periodic: one run per (host, slot), enforced by a unique index, so a second
-		// scheduler or a late duplicate does nothing.
-		run = &store.ReconcileRun{HostID: p.HostID, Slot: p.Slot}
-		if err := h.Store.CreateReconcileRun(ctx, run); err != nil {
-			if isUniqueViolation(err) {
-				return nil
-			}
+		if err := h.Store.StartReconcileRun(ctx, run); err != nil {
 			return err
 		}
+	} else {
+		r, started, err := h.startPeriodic(ctx, p.HostID, p.Slot)
+		if err != nil || !started {
+			return err
+		}
+		run = r
 	}
-	run.Findings = nil
 	if err := h.Ops.Reconcile(ctx, run); err != nil {
-		run.Status, run.Summary = "failed", err.Error()
+		run.Status, run.Summary = store.RunFailed, err.Error()
 		_ = h.Store.FinishReconcileRun(ctx, run)
 		return err
 	}
 	return h.Store.FinishReconcileRun(ctx, run)
+}
+
+// StaleReconcileAfter is how long a running reconcile may go without reporting progress
+// before it counts as abandoned (its worker died): runs report at least every few
+// seconds, and one host call is bounded well below this even with its retries.
+const StaleReconcileAfter = 5 * time.Minute
+
+// startPeriodic creates the run of a periodic slot. One run per (host, slot) is enforced
+// by a unique index, so a second scheduler or a late duplicate does nothing. A host whose
+// previous run (periodic or asked for) is still running is skipped: the slot gets a run in
+// status "skipped" naming the running one, so the run list says why there was no
+// comparison. At most one periodic run per host runs at a time (a partial unique index), so
+// two slots racing past the check cannot both start.
+func (h *OperationHandlers) startPeriodic(ctx context.Context, hostID, slot string) (*store.ReconcileRun, bool, error) {
+	prev, err := h.Store.RunningReconcile(ctx, hostID, StaleReconcileAfter)
+	if err != nil {
+		return nil, false, err
+	}
+	run := &store.ReconcileRun{HostID: hostID, Slot: slot}
+	if prev == nil {
+		err := h.Store.CreateReconcileRun(ctx, run)
+		if err == nil {
+			return run, true, nil
+		}
+		if !isUniqueViolation(err) {
+			return nil, false, err
+		}
+		if taken, terr := h.Store.ReconcileSlotTaken(ctx, hostID, slot); terr != nil || taken {
+			return nil, false, terr // this slot already ran (or runs): nothing to do
+		}
+		// Another periodic run of the host started between the check and the insert.
+		if prev, err = h.Store.RunningReconcile(ctx, hostID, StaleReconcileAfter); err != nil {
+			return nil, false, err
+		}
+	}
+	run = &store.ReconcileRun{HostID: hostID, Slot: slot, Status: store.RunSkipped,
+		Summary: "skipped: the previous reconcile of this host is still running"}
+	if prev != nil {
+		run.Summary = fmt.Sprintf("skipped: reconcile run %s (started %s) is still running, %d of %d objects checked",
+			prev.ID, prev.StartedAt.UTC().Format(time.RFC3339), prev.ObjectsChecked, prev.ObjectsTotal)
+	}
+	if err := h.Store.CreateReconcileRun(ctx, run); err != nil {
+		if isUniqueViolation(err) {
+			return nil, false, nil
+		}
+		return nil, false, err
+	}
+	now := run.StartedAt
+	run.FinishedAt = &now
+	return nil, false, h.Store.FinishReconcileRun(ctx, run)
 }
 
 // handleTick enqueues one reconcile per registered host for the current slot (the

@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cn-relay-manager/cn-relay-manager/internal/api"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/app"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/config"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/demo"
@@ -122,7 +123,7 @@ func serve(ctx context.Context, args []string) error {
 	defer closer.Close()
 
 	errc := make(chan error, 1)
-	go func() { errc <- web.Listen(cfg.ListenAddr) }()
+	go func() { errc <- api.Serve(web, cfg.ListenAddr) }()
 	log.Info("api listening", "addr", cfg.ListenAddr, "embedded_queue", cfg.Embedded())
 	select {
 	case err := <-errc:

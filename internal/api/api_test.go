@@ -62,7 +62,14 @@ func newTestServer(t *testing.T) (*fiber.App, *fakeEnqueuer, *store.Store) {
 
 func newTestServerLogging(t *testing.T, log *slog.Logger) (*fiber.App, *fakeEnqueuer, *store.Store) {
 	t.Helper()
-	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "api.db"))
+	return newTestServerOn(t, filepath.Join(t.TempDir(), "api.db"), log)
+}
+
+// newTestServerOn is newTestServer on the database at dsn (a SQLite path or a PostgreSQL
+// DSN from testpg).
+func newTestServerOn(t testing.TB, dsn string, log *slog.Logger) (*fiber.App, *fakeEnqueuer, *store.Store) {
+	t.Helper()
+	st, err := store.Open(context.Background(), dsn)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -17,8 +18,10 @@ import (
 	"github.com/cn-relay-manager/cn-relay-manager/jobs"
 )
 
+// Fields tagged text:"free" are free text: besides printable characters they may hold tabs
+// and newlines; no request field may hold another control character (decodeStrict).
 type itemRequest struct {
-	Name     string   `json:"name"`
+	Name     string   `json:"name" text:"free"`
 	BaseURL  string   `json:"base_url"`
 	APIKey   string   `json:"api_key"`
 	Provider string   `json:"provider"`
@@ -32,7 +35,7 @@ type windowRequest struct {
 
 type batchRequest struct {
 	HostID       string         `json:"host_id"`
-	Name         string         `json:"name"`
+	Name         string         `json:"name" text:"free"`
 	Mode         string         `json:"mode"`
 	DryRun       bool           `json:"dry_run"`
 	Force        bool           `json:"force"`
@@ -83,6 +86,9 @@ func (s *Server) submitBatch(c *fiber.Ctx) error {
 	idem := strings.TrimSpace(c.Get("Idempotency-Key"))
 	if len(idem) > 200 {
 		return badField("Idempotency-Key", "the Idempotency-Key header is at most 200 characters")
+	}
+	if r, bad := controlChar(idem, false); bad || !utf8.ValidString(idem) {
+		return badField("Idempotency-Key", fmt.Sprintf("the Idempotency-Key header must be printable UTF-8 text (found U+%04X or invalid bytes)", r))
 	}
 	if idem != "" {
 		if prev, err := s.Store.GetBatchByIdempotencyKey(ctx, h.ID, idem); err == nil {
@@ -226,12 +232,24 @@ func (s *Server) buildItem(i int, in itemRequest) (*store.Item, []string, error)
 	}
 	name := strings.TrimSpace(in.Name)
 	if name == "" {
-		name = fmt.Sprintf("item-%d %s", i+1, norm.Host)
+		name = truncateText(fmt.Sprintf("item-%d %s", i+1, norm.Host), 200)
 	}
 	return &store.Item{Name: name, BaseURL: catalog.WithoutQuery(in.BaseURL), NormalizedURL: norm.BaseURL, ProviderHint: strings.TrimSpace(in.Provider),
 		AnthropicBaseURL: norm.AnthropicBase, Provider: ip.Detection.ProviderID, DetectedBy: ip.Detection.By, SuggestedProvider: ip.Detection.Suggested,
 		APIKeyEnc: sealed, KeyMasked: secret.Mask(key), KeyFingerprint: s.Box.Fingerprint(key),
 		RequestedModels: models, Step: jobs.TypeImport}, ip.Notes, nil
+}
+
+// truncateText cuts s to at most n bytes without splitting a character.
+func truncateText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
 }
 
 func (s *Server) listBatches(c *fiber.Ctx) error {

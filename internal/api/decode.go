@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 
 	"github.com/gofiber/fiber/v2"
@@ -26,7 +27,101 @@ func decodeStrict(c *fiber.Ctx, dst any) error {
 	if err := dec.Decode(&struct{}{}); err != io.EOF {
 		return badField("", "request body must hold exactly one JSON object")
 	}
+	return checkControls(reflect.ValueOf(dst), "", false)
+}
+
+// controlChar returns the first C0 control character (U+0000–U+001F) in s that the field
+// may not hold: none at all, or only tab and newline in a free-text field. JSON carries
+// them as escapes ("\u0000"); neither database stores a NUL, and none belongs in a name, a
+// URL, a key or an id.
+func controlChar(s string, freeText bool) (rune, bool) {
+	for _, r := range s {
+		if r < 0x20 && !(freeText && (r == '\t' || r == '\n')) {
+			return r, true
+		}
+	}
+	return 0, false
+}
+
+// checkControls refuses control characters in every string of a decoded request body
+// with a 400 naming the field (items[3].models[1], window.x, ...). Struct fields tagged
+// text:"free" are free text and may hold tabs and newlines.
+func checkControls(v reflect.Value, path string, freeText bool) error {
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if v.IsNil() {
+			return nil
+		}
+		return checkControls(v.Elem(), path, freeText)
+	case reflect.Struct:
+		t := v.Type()
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if !f.IsExported() || name == "-" {
+				continue
+			}
+			if name == "" {
+				name = f.Name
+			}
+			if path != "" {
+				name = path + "." + name
+			}
+			if err := checkControls(v.Field(i), name, f.Tag.Get("text") == "free"); err != nil {
+				return err
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		for i := 0; i < v.Len(); i++ {
+			if err := checkControls(v.Index(i), fmt.Sprintf("%s[%d]", path, i), freeText); err != nil {
+				return err
+			}
+		}
+	case reflect.Map:
+		iter := v.MapRange()
+		for iter.Next() {
+			k := fmt.Sprint(iter.Key().Interface())
+			if r, bad := controlChar(k, false); bad {
+				return controlError(path, r)
+			}
+			if err := checkControls(iter.Value(), path+"."+k, freeText); err != nil {
+				return err
+			}
+		}
+	case reflect.String:
+		if r, bad := controlChar(v.String(), freeText); bad {
+			return controlError(path, r)
+		}
+	}
 	return nil
+}
+
+func controlError(field string, r rune) error {
+	if field == "" {
+		field = "body"
+	}
+	return badField(field, fmt.Sprintf("%s contains the control character U+%04X; control characters are not accepted", field, r))
+}
+
+// rejectControlsInQuery answers 400 for a query parameter holding a control character
+// (percent-encoded, e.g. ?host_id=%00): it names the parameter instead of letting the
+// value reach the database.
+func rejectControlsInQuery(c *fiber.Ctx) error {
+	var bad error
+	c.Context().QueryArgs().VisitAll(func(k, v []byte) {
+		if bad != nil {
+			return
+		}
+		if r, found := controlChar(string(k), false); found {
+			bad = controlError("query", r)
+		} else if r, found := controlChar(string(v), false); found {
+			bad = controlError(string(k), r)
+		}
+	})
+	if bad != nil {
+		return bad
+	}
+	return c.Next()
 }
 
 func decodeError(err error) error {

@@ -61,6 +61,9 @@ func (s *Server) createHost(c *fiber.Ctx) error {
 		}
 		h.AdminKeyMasked = secret.Mask(strings.TrimSpace(req.AdminAPIKey))
 	case req.AdminEmail != "":
+		if len(strings.TrimSpace(req.AdminEmail)) > 320 {
+			return badField("admin_email", "admin_email is at most 320 characters")
+		}
 		if req.AdminPassword == "" {
 			return badField("admin_password", "admin_password is required with admin_email")
 		}

@@ -231,6 +231,11 @@ func TestOpenAPIDocumentMatchesRealResponses(t *testing.T) {
 	if field(e, "error", "field") != "admin_url" {
 		t.Errorf("bad url names %v", field(e, "error", "field"))
 	}
+	e = c.do(exchange{method: "POST", path: "/api/v1/hosts", want: 400, badInput: true, semantic: true,
+		body: `{"name":"h3\u0000","admin_url":"http://x","admin_api_key":"x"}`})
+	if field(e, "error", "field") != "name" {
+		t.Errorf("NUL in the host name names %v", field(e, "error", "field"))
+	}
 	e = c.do(exchange{method: "POST", path: "/api/v1/hosts", want: 400, badInput: true, body: `{"name":"h3","admin_url":"http://x","extra":1}`})
 	if field(e, "error", "field") != "extra" {
 		t.Errorf("unknown field names %v", field(e, "error", "field"))
@@ -337,6 +342,34 @@ func TestOpenAPIDocumentMatchesRealResponses(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.do(exchange{method: "POST", path: "/api/v1/reconcile-runs/" + done.ID + "/repair", want: 202})
+	// A run in progress and a skipped periodic slot, as the worker stores them.
+	running := &store.ReconcileRun{HostID: hostID, Slot: "202612062200"}
+	if err := st.CreateReconcileRun(ctx, running); err != nil {
+		t.Fatal(err)
+	}
+	running.ObjectsChecked, running.ObjectsTotal = 400, 601
+	if err := st.ReconcileProgress(ctx, running); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateReconcileRun(ctx, &store.ReconcileRun{HostID: hostID, Slot: "202612062205", Status: store.RunSkipped,
+		Summary: "skipped: reconcile run " + running.ID + " is still running"}); err != nil {
+		t.Fatal(err)
+	}
+	listed := c.do(exchange{method: "GET", path: "/api/v1/reconcile-runs?host_id=" + hostID, want: 200})
+	statuses := map[string]bool{}
+	for _, r := range listed["items"].([]any) {
+		statuses[r.(map[string]any)["status"].(string)] = true
+	}
+	if !statuses["running"] || !statuses["skipped"] {
+		t.Errorf("run statuses listed: %v", statuses)
+	}
+	if p := c.do(exchange{method: "GET", path: "/api/v1/reconcile-runs/" + running.ID, want: 200}); p["objects_checked"] != 400.0 || p["objects_total"] != 601.0 {
+		t.Errorf("progress: %v of %v", p["objects_checked"], p["objects_total"])
+	}
+	e = c.do(exchange{method: "GET", path: "/api/v1/reconcile-runs?host_id=a%00b", want: 400, badInput: true, semantic: true})
+	if field(e, "error", "field") != "host_id" {
+		t.Errorf("query NUL names %v", field(e, "error", "field"))
+	}
 	c.do(exchange{method: "POST", path: "/api/v1/reconcile-runs/nope/repair", want: 404})
 	r := c.do(exchange{method: "GET", path: "/api/v1/resources?batch_id=" + batchID, want: 200})
 	if rows, _ := r["items"].([]any); len(rows) != 1 {

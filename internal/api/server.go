@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"time"
@@ -24,6 +25,9 @@ const (
 	MaxBodyBytes  = 32 << 20
 	MaxBatchItems = 10000
 )
+
+// bodyTooLarge is the message of the 413 answer: it names the limit.
+var bodyTooLarge = fmt.Sprintf("the request body is larger than the limit of %d MiB (%d bytes)", MaxBodyBytes>>20, MaxBodyBytes)
 
 // HostProber fills a host's version, profile and status by asking the host (read-only).
 type HostProber interface {
@@ -81,7 +85,7 @@ func (s *Server) Mount(app *fiber.App) {
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
 	app.Get("/readyz", s.readyz)
 	app.Get(OpenAPIPath, s.Auth, s.openAPI)
-	v1 := app.Group("/api/v1", s.Auth)
+	v1 := app.Group("/api/v1", s.Auth, rejectControlsInQuery)
 	v1.Post("/hosts", s.createHost)
 	v1.Get("/hosts", s.listHosts)
 	v1.Get("/hosts/:id", s.getHost)
@@ -142,11 +146,10 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 	case errors.Is(err, store.ErrNotFound):
 		ae = &APIError{Status: fiber.StatusNotFound, Code: "not_found", Message: err.Error()}
 	case errors.As(err, &fe):
-		code := "http_error"
+		ae = &APIError{Status: fe.Code, Code: "http_error", Message: fe.Message}
 		if fe.Code == fiber.StatusRequestEntityTooLarge {
-			code = "body_too_large"
+			ae.Code, ae.Message = "body_too_large", bodyTooLarge
 		}
-		ae = &APIError{Status: fe.Code, Code: code, Message: fe.Message}
 	default:
 		s.Log.Error("request failed", "request_id", RequestID(c.UserContext()), "method", c.Method(), "path", c.Path(), "error", err)
 		ae = &APIError{Status: fiber.StatusInternalServerError, Code: "internal", Message: "internal error"}

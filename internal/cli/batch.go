@@ -901,10 +901,18 @@ func (e *env) printAction(a actionView) {
 func (e *env) waitReconcile(runID string, wf waitFlags) error {
 	var run reconcileRunView
 	var raw json.RawMessage
+	shown := ""
 	err := e.poll(wf, "reconcile run "+runID, func() (bool, error) {
 		var err error
 		run = reconcileRunView{}
 		raw, err = e.client.Do(e.ctx, http.MethodGet, "/api/v1/reconcile-runs/"+url.PathEscape(runID), nil, nil, &run)
+		if err == nil && run.Status == "running" {
+			// Progress on stderr, a line per change, so stdout stays the result.
+			if p := fmt.Sprintf("reconcile run %s: running, %d of %d objects checked", run.ID, run.ObjectsChecked, run.ObjectsTotal); p != shown {
+				fmt.Fprintln(e.stderr, p)
+				shown = p
+			}
+		}
 		return err == nil && run.Status != "queued" && run.Status != "running" && run.Status != "", err
 	})
 	if err != nil {

@@ -430,3 +430,35 @@ func TestRollbackWaitPartial(t *testing.T) {
 		t.Errorf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
+
+// batch reconcile --wait shows the run's progress on stderr while it runs, a line per
+// change, and the findings on stdout at the end.
+func TestReconcileWaitShowsProgress(t *testing.T) {
+	f := newFakeAPI(t)
+	f.handle("POST /api/v1/batches/b-1/reconcile", func(*http.Request, []byte) (int, any) {
+		return 202, map[string]any{"id": "r-1", "status": "queued"}
+	})
+	var mu sync.Mutex
+	polls := 0
+	f.handle("GET /api/v1/reconcile-runs/r-1", func(*http.Request, []byte) (int, any) {
+		mu.Lock()
+		defer mu.Unlock()
+		polls++
+		switch {
+		case polls <= 2:
+			return 200, map[string]any{"id": "r-1", "status": "running", "objects_checked": 0, "objects_total": 601}
+		case polls <= 4:
+			return 200, map[string]any{"id": "r-1", "status": "running", "objects_checked": 400, "objects_total": 601}
+		}
+		return 200, map[string]any{"id": "r-1", "status": "completed", "summary": "in sync: 601 ledger object(s) match the host",
+			"objects_checked": 601, "objects_total": 601, "findings": []any{}}
+	})
+	r := f.run(t, "", "batch", "reconcile", "b-1", "--wait", "--interval", "1ms", "--timeout", "10s")
+	if r.code != 0 || !strings.Contains(r.stdout, "completed") || !strings.Contains(r.stdout, "no differences") {
+		t.Fatalf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	want := "reconcile run r-1: running, 0 of 601 objects checked\nreconcile run r-1: running, 400 of 601 objects checked\n"
+	if !strings.HasSuffix(r.stderr, want) || strings.Count(r.stderr, "objects checked") != 2 {
+		t.Errorf("progress on stderr:\n%q\nwant\n%q", r.stderr, want)
+	}
+}

@@ -185,10 +185,12 @@ type actionView struct {
 }
 
 type reconcileRunView struct {
-	ID       string `json:"id"`
-	Status   string `json:"status"`
-	Summary  string `json:"summary"`
-	Findings []struct {
+	ID             string `json:"id"`
+	Status         string `json:"status"`
+	Summary        string `json:"summary"`
+	ObjectsChecked int    `json:"objects_checked"`
+	ObjectsTotal   int    `json:"objects_total"`
+	Findings       []struct {
 		Kind           string `json:"kind"`
 		ResourceType   string `json:"resource_type"`
 		HostResourceID string `json:"host_resource_id"`

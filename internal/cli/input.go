@@ -401,8 +401,33 @@ func looksLikeURL(s string) bool {
 	return strings.HasPrefix(l, "http://") || strings.HasPrefix(l, "https://")
 }
 
+// controlChar returns the first C0 control character (U+0000–U+001F) in s, except tab and
+// newline in free text: the API refuses them (400 naming the field), so the parser does
+// too, with the line.
+func controlChar(s string, freeText bool) (rune, bool) {
+	for _, r := range s {
+		if r < 0x20 && !(freeText && (r == '\t' || r == '\n')) {
+			return r, true
+		}
+	}
+	return 0, false
+}
+
 // checkItem applies the API's per-item rules so errors carry the input line.
 func checkItem(it *Item) error {
+	for _, f := range []struct {
+		field, value string
+		free         bool
+	}{{"base_url", it.BaseURL, false}, {"api_key", it.APIKey, false}, {"name", it.Name, true}, {"provider", it.Provider, false}} {
+		if r, bad := controlChar(f.value, f.free); bad {
+			return lineErr(it.Line, "%s contains the control character U+%04X; control characters are not accepted", f.field, r)
+		}
+	}
+	for i, m := range it.Models {
+		if r, bad := controlChar(m, false); bad {
+			return lineErr(it.Line, "model %d contains the control character U+%04X; control characters are not accepted", i+1, r)
+		}
+	}
 	switch {
 	case it.BaseURL == "":
 		return lineErr(it.Line, "base_url is empty")

@@ -88,6 +88,13 @@ func TestParseItemsErrors(t *testing.T) {
 		{"lines swapped", "\n" + key + " https://x.example\n", "", 2, "base URL comes first"},
 		{"lines not a url", "https://ok.example k1-aaaaaaaaaaaa\nftp://x " + key + "\n", "", 2, "base URL"},
 		{"too many models", "https://x.example " + key + strings.Repeat(" m", 101) + "\n", "", 1, "at most 100 models"},
+		{"lines NUL in key", "https://ok.example " + key + "\n\nhttps://x.example sk-abc\x00def0123456789\n", "", 3, "api_key contains the control character U+0000"},
+		{"lines ESC in model", "https://x.example " + key + " deepseek-flash m\x1b[0m\n", "", 1, "model 2 contains the control character U+001B"},
+		{"csv NUL in name", "base_url,api_key,name\nhttps://x.example," + key + ",a\x00b\n", "", 2, "name contains the control character U+0000"},
+		{"csv BEL in url", "base_url,api_key\nhttps://x.example/\x07," + key + "\n", "", 2, "base_url contains the control character U+0007"},
+		{"jsonl escaped NUL in provider", `{"base_url":"https://x.example","api_key":"` + key + `","provider":"deep\u0000seek"}`, "", 1, "provider contains the control character U+0000"},
+		{"jsonl escaped NUL in model", "\n" + `{"base_url":"https://x.example","api_key":"` + key + `","models":["a","b\u0000"]}`, "", 2, "model 2 contains"},
+		{"jsonl tab in key", `{"base_url":"https://x.example","api_key":"sk-abc\tdef0123456789"}`, "", 1, "api_key contains the control character U+0009"},
 		{"empty", "\n# only a comment\n", "", 0, "no items"},
 		{"unknown format", "x", "xml", 0, "unknown input format"},
 	}

@@ -19,6 +19,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/cn-relay-manager/cn-relay-manager/internal/api"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/app"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/config"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
@@ -243,8 +244,8 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	}
 	web, closer := a.HTTPApp(token)
 	defer closer.Close()
-	go web.Listener(ln)  //nolint:errcheck
-	defer web.Shutdown() //nolint:errcheck
+	go web.Listener(api.LingerListener(ln)) //nolint:errcheck
+	defer web.Shutdown()                    //nolint:errcheck
 	base := "http://" + ln.Addr().String()
 	fmt.Fprintf(o.Progress, "cn-relay-manager demo: API %s  (token, shown once: %s)\n", base, token)
 	fmt.Fprintf(o.Progress, "simulated host %s (profile %s), simulated providers %s\n", hs.URL(), o.HostProfile, up.URL())

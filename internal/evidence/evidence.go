@@ -48,6 +48,13 @@ func WithRecorder(ctx context.Context, r *Recorder) context.Context {
 	return context.WithValue(ctx, ctxKey{}, r)
 }
 
+// Recording reports whether ctx carries a Recorder: only then is an exchange's Preview
+// kept, so a client may skip building (and redacting) one.
+func Recording(ctx context.Context) bool {
+	r, _ := ctx.Value(ctxKey{}).(*Recorder)
+	return r != nil
+}
+
 // Observer sees every exchange passed to Record, whether or not a Recorder is in the
 // context (metrics use it). It must be fast, must not block and must not keep e.Preview
 // or e.Error anywhere they could leak: the metrics observer reads only Target, Status,

@@ -126,9 +126,12 @@ func (c *Client) GetAccount(ctx context.Context, id int64) (*Account, error) {
 	return &a, nil
 }
 
-// ListAccounts lists accounts matching search (empty = all), following every page.
+// ListAccounts lists accounts matching search (empty = all), following every page. Pages
+// are conditional requests: the host answers 304 for a page that did not change since this
+// client last read it, and the earlier answer is used.
 func (c *Client) ListAccounts(ctx context.Context, search string) ([]Account, error) {
 	r := adminRequest(http.MethodGet, "/api/v1/admin/accounts", nil)
+	r.conditional = true
 	if search != "" {
 		r.query = url.Values{"search": {search}}
 	}

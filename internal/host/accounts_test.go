@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -345,5 +346,40 @@ func TestDecodeEveryRecordedAccountRead(t *testing.T) {
 	}
 	if n < 40 {
 		t.Errorf("only %d account fixtures decoded", n)
+	}
+}
+
+// The account list is read with conditional requests: the second read of an unchanged
+// page carries the recorded ETag in If-None-Match, the host answers 304 with an empty
+// body, and the client returns the accounts of the first answer.
+func TestListAccountsNotModified(t *testing.T) {
+	for _, v := range versions {
+		t.Run(v, func(t *testing.T) {
+			ctx := context.Background()
+			rp := newReplay(t, v, "accounts.list.ok", "accounts.list.not-modified")
+			c := rp.adminClient()
+			first, err := c.ListAccounts(ctx, "fixture-")
+			if err != nil || len(first) == 0 {
+				t.Fatalf("first list: %v %+v", err, first)
+			}
+			if got := rp.last().Header.Get("If-None-Match"); got != "" {
+				t.Errorf("first request sent If-None-Match %q", got)
+			}
+			second, err := c.ListAccounts(ctx, "fixture-")
+			if err != nil {
+				t.Fatalf("second list: %v", err)
+			}
+			nm := loadFixture(t, v, "accounts.list.not-modified")
+			if got, want := rp.last().Header.Get("If-None-Match"), nm.Request.Headers["If-None-Match"]; got != want || got == "" {
+				t.Errorf("If-None-Match %q, want the recorded ETag %q", got, want)
+			}
+			if len(second) != len(first) || second[0].ID != first[0].ID || second[0].Name != first[0].Name ||
+				fmt.Sprint(second[0].GroupIDs) != fmt.Sprint(first[0].GroupIDs) {
+				t.Errorf("304 answer decoded as %+v, want %+v", second, first)
+			}
+			if q := rp.last().Query; !strings.Contains(q, "page_size=1000") {
+				t.Errorf("list query %q does not ask for the largest page", q)
+			}
+		})
 	}
 }

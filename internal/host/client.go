@@ -60,6 +60,16 @@ type Client struct {
 	jwt     string
 	refresh string
 	expires time.Time
+
+	pagesMu   sync.Mutex            // guards pages and pageBytes
+	pages     map[string]cachedPage // list pages by path+query, for If-None-Match
+	pageBytes int
+}
+
+// cachedPage is the data of a list page the host answered with an ETag.
+type cachedPage struct {
+	etag string
+	data json.RawMessage
 }
 
 // New returns a client for cfg. It does not contact the host.
@@ -101,6 +111,10 @@ type request struct {
 	idemKey string   // Idempotency-Key header when non-empty
 	accept  string   // Accept header when non-empty
 	secrets []string // call-specific secrets (passwords, upstream keys, custom keys)
+	// conditional list pages are sent with If-None-Match when an earlier answer carried an
+	// ETag; a 304 reuses that answer (the host's account list offers this).
+	conditional bool
+	ifNoneMatch string
 }
 
 // response is the raw answer of the host.
@@ -227,6 +241,9 @@ func (c *Client) sendOnce(ctx context.Context, r request) (*response, bool, erro
 	if r.idemKey != "" {
 		req.Header.Set("Idempotency-Key", r.idemKey)
 	}
+	if r.ifNoneMatch != "" {
+		req.Header.Set("If-None-Match", r.ifNoneMatch)
+	}
 	usedJWT := false
 	switch r.auth {
 	case authAdmin:
@@ -255,10 +272,15 @@ func (c *Client) sendOnce(ctx context.Context, r request) (*response, bool, erro
 	body, rerr := io.ReadAll(io.LimitReader(hr.Body, maxBody))
 	lat := time.Since(start)
 	resp := &response{status: hr.StatusCode, header: hr.Header, body: body}
-	secrets := append(c.secretsFor(ctx, &r), bodySecrets(body)...)
-	ex := evidence.Exchange{
-		Target: r.target, Method: r.method, Path: r.fullPath(), Status: hr.StatusCode,
-		Latency: lat, Preview: redactPreview(body, secrets), At: start,
+	ex := evidence.Exchange{Target: r.target, Method: r.method, Path: r.fullPath(), Status: hr.StatusCode, Latency: lat, At: start}
+	// Only a recorder keeps the preview; scanning a large list page for secrets to redact
+	// a preview nobody keeps would cost more than the call.
+	var secrets []string
+	if recording := evidence.Recording(ctx); recording || rerr != nil {
+		secrets = append(c.secretsFor(ctx, &r), bodySecrets(body)...)
+		if recording {
+			ex.Preview = redactPreview(body, secrets)
+		}
 	}
 	if rerr != nil {
 		ex.Error = redactText(rerr.Error(), secrets...)
@@ -355,29 +377,81 @@ func (c *Client) call(ctx context.Context, r request, out any) error {
 	if err != nil {
 		return err
 	}
-	secrets := append(c.secretsFor(ctx, &r), bodySecrets(resp.body)...)
+	_, err = c.decode(ctx, r, resp, out)
+	return err
+}
+
+// decode checks an answer and decodes its enveloped data into out; it returns the raw data.
+func (c *Client) decode(ctx context.Context, r request, resp *response, out any) (json.RawMessage, error) {
+	// The secrets to redact from error texts, including those the body itself carries;
+	// computed only when there is an error to describe.
+	secrets := func() []string { return append(c.secretsFor(ctx, &r), bodySecrets(resp.body)...) }
 	if resp.status < 200 || resp.status > 299 {
-		return decodeError(resp, r.method, r.path, secrets)
+		return nil, decodeError(resp, r.method, r.path, secrets())
 	}
 	var env envelope
 	if err := json.Unmarshal(resp.body, &env); err != nil {
-		return &Error{Status: resp.status, Code: CodeBadResponse, Method: r.method, Path: r.path,
-			Message: "response is not a JSON envelope: " + snippet(resp.body, secrets), Err: err}
+		return nil, &Error{Status: resp.status, Code: CodeBadResponse, Method: r.method, Path: r.path,
+			Message: "response is not a JSON envelope: " + snippet(resp.body, secrets()), Err: err}
 	}
 	if c := strings.TrimSpace(string(env.Code)); c != "" && c != "0" {
 		// A 200 carrying an error envelope: treat it like the error it describes.
-		return decodeError(resp, r.method, r.path, secrets)
+		return nil, decodeError(resp, r.method, r.path, secrets())
 	}
 	if out == nil {
-		return nil
+		return env.Data, nil
 	}
 	if len(env.Data) == 0 || string(env.Data) == "null" {
-		return &Error{Status: resp.status, Code: CodeBadResponse, Method: r.method, Path: r.path,
+		return nil, &Error{Status: resp.status, Code: CodeBadResponse, Method: r.method, Path: r.path,
 			Message: "response envelope has no data"}
 	}
 	if err := json.Unmarshal(env.Data, out); err != nil {
-		return &Error{Status: resp.status, Code: CodeBadResponse, Method: r.method, Path: r.path,
-			Message: "cannot decode response data: " + redactText(err.Error(), secrets...), Err: err}
+		return nil, &Error{Status: resp.status, Code: CodeBadResponse, Method: r.method, Path: r.path,
+			Message: "cannot decode response data: " + redactText(err.Error(), secrets()...), Err: err}
+	}
+	return env.Data, nil
+}
+
+// Bounds of the conditional-request cache: a few full listings of a large host.
+const (
+	maxCachedPages     = 256
+	maxCachedPageBytes = 64 << 20
+)
+
+// callConditional is call for a list page the host may answer 304 Not Modified: the page
+// is requested with the ETag of the last answer to the same path and query, and a 304
+// decodes that answer again instead of a new body.
+func (c *Client) callConditional(ctx context.Context, r request, out any) error {
+	key := r.fullPath()
+	c.pagesMu.Lock()
+	cached, have := c.pages[key]
+	c.pagesMu.Unlock()
+	if have {
+		r.ifNoneMatch = cached.etag
+	}
+	resp, err := c.send(ctx, r)
+	if err != nil {
+		return err
+	}
+	if resp.status == http.StatusNotModified && have {
+		if err := json.Unmarshal(cached.data, out); err != nil {
+			return &Error{Status: resp.status, Code: CodeBadResponse, Method: r.method, Path: r.path,
+				Message: "cannot decode the cached page: " + err.Error(), Err: err}
+		}
+		return nil
+	}
+	data, err := c.decode(ctx, r, resp, out)
+	if err != nil {
+		return err
+	}
+	if etag := resp.header.Get("ETag"); etag != "" && len(data) <= maxCachedPageBytes/4 {
+		c.pagesMu.Lock()
+		if c.pages == nil || len(c.pages) >= maxCachedPages || c.pageBytes+len(data) > maxCachedPageBytes {
+			c.pages, c.pageBytes = map[string]cachedPage{}, 0
+		}
+		c.pageBytes += len(data) - len(c.pages[key].data)
+		c.pages[key] = cachedPage{etag: etag, data: data}
+		c.pagesMu.Unlock()
 	}
 	return nil
 }
@@ -391,8 +465,11 @@ type page[T any] struct {
 	Pages    int `json:"pages"`
 }
 
-// listPageSize is the page size used when following pages; 0.1.1x hosts cap it at 100.
-const listPageSize = 100
+// listPageSize is the page size asked for when following pages: the largest the host
+// allows. sub2api 0.1.129 and later cap page_size at 1000 (a larger value silently falls
+// back to 20); a host with a lower cap answers smaller pages and says how many there are,
+// which listAll follows.
+const listPageSize = 1000
 
 // maxPages stops a runaway pagination loop on a misbehaving host.
 const maxPages = 1000
@@ -410,7 +487,11 @@ func listAll[T any](ctx context.Context, c *Client, r request) ([]T, error) {
 		q.Set("page_size", fmt.Sprint(listPageSize))
 		r.query = q
 		var pg page[T]
-		if err := c.call(ctx, r, &pg); err != nil {
+		call := c.call
+		if r.conditional {
+			call = c.callConditional
+		}
+		if err := call(ctx, r, &pg); err != nil {
 			return nil, err
 		}
 		all = append(all, pg.Items...)

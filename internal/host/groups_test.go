@@ -191,7 +191,7 @@ func TestListGroupsFollowsPages(t *testing.T) {
 			if len(gs) != 6 {
 				t.Fatalf("got %d groups over %d requests, want 6", len(gs), len(*queries))
 			}
-			if len(*queries) != 3 || !strings.Contains((*queries)[0], "search=fixture-") || !strings.Contains((*queries)[0], "page_size=100") {
+			if len(*queries) != 3 || !strings.Contains((*queries)[0], "search=fixture-") || !strings.Contains((*queries)[0], "page_size=1000") {
 				t.Errorf("queries %v", *queries)
 			}
 			for _, g := range gs {

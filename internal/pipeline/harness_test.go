@@ -40,7 +40,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 }
 
 type harness struct {
-	t     *testing.T
+	t     testing.TB
 	clock *fakeClock
 	store *store.Store
 	box   *secret.Box
@@ -58,9 +58,10 @@ type harnessOpts struct {
 	window   time.Duration
 	schedule []time.Duration
 	host     func(*hostsim.Options) // further simulated-host settings
+	latency  time.Duration          // added by the simulated host to every request
 }
 
-func newHarness(t *testing.T, o harnessOpts) *harness {
+func newHarness(t testing.TB, o harnessOpts) *harness {
 	t.Helper()
 	if o.profile == "" {
 		o.profile = hostsim.Profile179
@@ -72,7 +73,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	}
 	t.Cleanup(up.Close)
 	adminKey := "admin-" + secret.RandomToken(32)
-	hopts := hostsim.Options{Profile: o.profile, AdminAPIKey: adminKey, Behavior: o.behavior, Now: clock.Now}
+	hopts := hostsim.Options{Profile: o.profile, AdminAPIKey: adminKey, Behavior: o.behavior, Now: clock.Now, Latency: o.latency}
 	if o.host != nil {
 		o.host(&hopts)
 	}

@@ -53,7 +53,7 @@ func (e *Engine) Rollback(ctx context.Context, batchID string) (store.Action, er
 	if _, err := e.Store.CancelBatch(ctx, batchID); err != nil {
 		return act, err
 	}
-	rows, _, err := e.Store.ListResources(ctx, store.ResourceFilter{BatchID: batchID})
+	rows, err := e.Store.AllResources(ctx, store.ResourceFilter{BatchID: batchID})
 	if err != nil {
 		return act, err
 	}
@@ -145,54 +145,120 @@ func (rb *rollback) record(r *store.Resource, result, detail string) {
 	rb.act.Objects = append(rb.act.Objects, store.ActionObject{ResourceType: r.Type, HostResourceID: id, Name: r.Name, Result: result, Detail: detail})
 }
 
+// maxRollbackTries bounds how often one row is decided again after losing a
+// compare-and-set to another writer.
+const maxRollbackTries = 5
+
+// Detail keys a rollback writes on a ledger row.
+const (
+	detailRollbackError = "rollback_error"
+	detailDeletingFrom  = "deleting_from" // the state a row had before a rollback claimed it
+)
+
+// one deletes a row's object. Every ledger write is a compare-and-set from the state read;
+// when another writer (a reconcile, an import re-creating the object, a second rollback)
+// changed the row in between, the row is read again and decided again.
 func (rb *rollback) one(ctx context.Context, r *store.Resource) {
+	for try := 0; try < maxRollbackTries; try++ {
+		if rb.decide(ctx, r) {
+			return
+		}
+		cur, err := rb.e.Store.GetResource(ctx, r.ID)
+		if err != nil {
+			rb.record(r, "failed", "re-read the ledger row: "+err.Error())
+			return
+		}
+		r = cur
+	}
+	rb.record(r, "failed", "the ledger row kept changing while the rollback decided; run the rollback again")
+}
+
+// decide acts on the row as read; false means a compare-and-set was lost (decide again).
+func (rb *rollback) decide(ctx context.Context, r *store.Resource) bool {
 	if r.State == store.ResourceDeleted {
-		return // done by an earlier run: idempotent
+		return true // done by an earlier run: idempotent
 	}
 	id, ok := hostID(r)
 	if !ok {
 		// An intent that never reached the host (or whose create result was lost): look
 		// it up by provenance name before deciding.
-		if found, fid := rb.findByName(ctx, r); found {
-			id, ok = fid, true
-		} else {
-			rb.mark(ctx, r, store.ResourceDeleted, "already_gone", "never created on the host")
-			return
+		found, fid := rb.findByName(ctx, r)
+		if !found {
+			upd := *r
+			upd.Details = copyDetails(r.Details)
+			delete(upd.Details, detailRollbackError)
+			won, err := rb.e.Store.TransitionResource(ctx, &upd, r.State, store.ResourceDeleted, "details")
+			if err != nil {
+				rb.record(r, "failed", "the ledger update failed: "+err.Error())
+				return true
+			}
+			if won {
+				rb.record(&upd, "already_gone", "never created on the host")
+			}
+			return won
 		}
+		id = fid
 	}
 	if r.State == store.ResourceAdopted && r.Type == store.TypeUser {
 		rb.record(r, "kept", "adopted, not created by cn-relay-manager")
-		return
+		return true
 	}
 	if keep, why := rb.shared(ctx, r, id); keep {
 		rb.record(r, "kept", why)
-		return
+		return true
 	}
-	err := rb.delete(ctx, r, id)
+	// Claim the row before touching the host: a reconcile that sees the object vanish
+	// finds the row deleting and reports nothing.
+	claim := *r
+	hid := idString(id)
+	claim.HostResourceID = &hid
+	claim.Details = copyDetails(r.Details)
+	delete(claim.Details, detailRollbackError)
+	if r.State != store.ResourceDeleting {
+		claim.Details[detailDeletingFrom] = r.State
+	}
+	won, err := rb.e.Store.TransitionResource(ctx, &claim, r.State, store.ResourceDeleting, "host_resource_id", "details")
+	if err != nil {
+		rb.record(r, "failed", "the ledger update failed: "+err.Error())
+		return true
+	}
+	if !won {
+		return false
+	}
+	err = rb.delete(ctx, &claim, id)
 	switch {
 	case err == nil:
-		rb.mark(ctx, r, store.ResourceDeleted, "deleted", "")
+		rb.finish(ctx, &claim, "deleted", "")
 	case host.IsNotFound(err):
-		rb.mark(ctx, r, store.ResourceDeleted, "already_gone", "the host no longer had it")
+		rb.finish(ctx, &claim, "already_gone", "the host no longer had it")
 	default:
-		rb.record(r, "failed", describe(err))
-		if r.Details == nil {
-			r.Details = map[string]any{}
+		// The object is still there: the row gets its state back, with the error.
+		back, _ := claim.Details[detailDeletingFrom].(string)
+		if back == "" {
+			back = store.ResourceCreated
 		}
-		r.Details["rollback_error"] = describe(err)
-		_ = rb.e.Store.UpdateResourceDetails(ctx, r)
+		delete(claim.Details, detailDeletingFrom)
+		claim.Details[detailRollbackError] = describe(err)
+		_, _ = rb.e.Store.TransitionResource(ctx, &claim, store.ResourceDeleting, back, "details")
+		rb.record(&claim, "failed", describe(err))
 	}
+	return true
 }
 
-func (rb *rollback) mark(ctx context.Context, r *store.Resource, state, result, detail string) {
-	r.State = state
-	if r.Details == nil {
-		r.Details = map[string]any{}
-	}
-	delete(r.Details, "rollback_error")
-	if err := rb.e.Store.UpdateResourceDetails(ctx, r); err != nil {
+// finish marks a claimed row deleted after its object left the host.
+func (rb *rollback) finish(ctx context.Context, r *store.Resource, result, detail string) {
+	delete(r.Details, detailDeletingFrom)
+	won, err := rb.e.Store.TransitionResource(ctx, r, store.ResourceDeleting, store.ResourceDeleted, "details")
+	switch {
+	case err != nil:
 		rb.record(r, "failed", "deleted on the host but the ledger update failed: "+err.Error())
 		return
+	case !won:
+		// Someone wrote the row while the host deleted: a second rollback finished it, or
+		// an import recorded a new object under the name (that one stays).
+		if cur, err := rb.e.Store.GetResource(ctx, r.ID); err == nil && cur.State != store.ResourceDeleted {
+			detail = strings.TrimPrefix(detail+"; the ledger row was re-created meanwhile and is kept ("+cur.State+")", "; ")
+		}
 	}
 	rb.record(r, result, detail)
 }
@@ -222,7 +288,7 @@ func (rb *rollback) shared(ctx context.Context, r *store.Resource, id int64) (bo
 	case store.TypeUser:
 		// Keys and subscriptions of other batches still hang on the user.
 		for _, typ := range []string{store.TypeKey, store.TypeSubscription} {
-			others, _, err := rb.e.Store.ListResources(ctx, store.ResourceFilter{HostID: rb.h.ID, Type: typ})
+			others, err := rb.e.Store.AllResources(ctx, store.ResourceFilter{HostID: rb.h.ID, Type: typ})
 			if err != nil {
 				return true, "could not check other batches: " + err.Error()
 			}

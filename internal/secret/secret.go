@@ -120,10 +120,13 @@ func Mask(s string) string {
 	if s == "" {
 		return ""
 	}
-	if len(s) <= 12 {
+	r := []rune(s)
+	if len(r) <= 12 {
 		return strings.Repeat("*", 8)
 	}
-	return s[:6] + "..." + s[len(s)-4:]
+	// Cut on characters, not bytes: half a multibyte character is not text (PostgreSQL
+	// refuses to store it).
+	return string(r[:6]) + "..." + string(r[len(r)-4:])
 }
 
 // LoadOrCreateMasterKey returns configured when set; otherwise it reads, or creates with

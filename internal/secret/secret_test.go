@@ -3,6 +3,7 @@ package secret
 import (
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestSealOpenRoundTrip(t *testing.T) {
@@ -37,6 +38,9 @@ func TestFingerprintAndMask(t *testing.T) {
 	}
 	if got := Mask("sk-1234567890abcdef"); got != "sk-123...cdef" {
 		t.Fatalf("mask = %q", got)
+	}
+	if got := Mask("密钥密钥密钥-0123456789"); got != "密钥密钥密钥...6789" || !utf8.ValidString(got) {
+		t.Errorf("multibyte mask %q", got)
 	}
 	if got := Mask("short"); strings.Contains(got, "short") {
 		t.Fatalf("short secret shown: %q", got)

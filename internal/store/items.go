@@ -195,3 +195,23 @@ func (s *Store) CancelBatch(ctx context.Context, batchID string) (int, error) {
 	}
 	return n, nil
 }
+
+// ItemStatuses returns the status of each of the given items (missing ids are left out).
+func (s *Store) ItemStatuses(ctx context.Context, ids []string) (map[string]string, error) {
+	out := make(map[string]string, len(ids))
+	const chunk = 500 // SQLite limits bound parameters per statement
+	for i := 0; i < len(ids); i += chunk {
+		var rows []struct {
+			ID     string `bun:"id"`
+			Status string `bun:"status"`
+		}
+		if err := s.DB.NewSelect().TableExpr("items").Column("id", "status").
+			Where("id IN (?)", bun.In(ids[i:min(i+chunk, len(ids))])).Scan(ctx, &rows); err != nil {
+			return nil, fmt.Errorf("item statuses: %w", err)
+		}
+		for _, r := range rows {
+			out[r.ID] = r.Status
+		}
+	}
+	return out, nil
+}

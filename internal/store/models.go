@@ -223,8 +223,12 @@ const (
 	ResourceIntent  = "intent"  // about to be created; host id unknown yet
 	ResourceCreated = "created" // exists on the host as far as we know
 	ResourceAdopted = "adopted" // found on the host (created by us earlier, or shared), not created by this row's batch
-	ResourceDeleted = "deleted" // deleted by rollback
-	ResourceMissing = "missing" // reconcile found it gone
+	// ResourceDeleting marks a row whose object a rollback is deleting right now: written
+	// (compare-and-set) before the host delete, so a concurrent reconcile that finds the
+	// object gone knows why and reports nothing.
+	ResourceDeleting = "deleting"
+	ResourceDeleted  = "deleted" // deleted by rollback
+	ResourceMissing  = "missing" // reconcile found it gone
 )
 
 // Resource types in the ledger.
@@ -256,19 +260,35 @@ type Resource struct {
 	UpdatedAt      time.Time      `bun:"updated_at" json:"updated_at"`
 }
 
+// Reconcile run statuses.
+const (
+	RunQueued    = "queued"    // created by the API, not picked up yet
+	RunRunning   = "running"   // a worker is comparing; objects_checked moves
+	RunCompleted = "completed" // findings are final
+	RunFailed    = "failed"    // stopped by an error (summary says which), or abandoned
+	RunSkipped   = "skipped"   // periodic slot skipped: the host's previous run was still running
+)
+
 // ReconcileRun is one comparison of the ledger with a host.
 type ReconcileRun struct {
 	bun.BaseModel `bun:"table:reconcile_runs"`
 
-	ID         string     `bun:"id,pk" json:"id"`
-	HostID     string     `bun:"host_id" json:"host_id"`
-	BatchID    string     `bun:"batch_id" json:"batch_id,omitempty"`
-	Slot       string     `bun:"slot" json:"slot,omitempty"`
-	Status     string     `bun:"status" json:"status"`
-	Findings   []Finding  `bun:"findings,type:text" json:"findings"`
-	Summary    string     `bun:"summary" json:"summary"`
-	StartedAt  time.Time  `bun:"started_at" json:"started_at"`
-	FinishedAt *time.Time `bun:"finished_at" json:"finished_at,omitempty"`
+	ID       string    `bun:"id,pk" json:"id"`
+	HostID   string    `bun:"host_id" json:"host_id"`
+	BatchID  string    `bun:"batch_id" json:"batch_id,omitempty"`
+	Slot     string    `bun:"slot" json:"slot,omitempty"`
+	Status   string    `bun:"status" json:"status"`
+	Findings []Finding `bun:"findings,type:text" json:"findings"`
+	Summary  string    `bun:"summary" json:"summary"`
+	// ObjectsChecked of ObjectsTotal ledger objects were compared so far (progress of a
+	// running run; equal at the end of a completed one).
+	ObjectsChecked int `bun:"objects_checked" json:"objects_checked"`
+	ObjectsTotal   int `bun:"objects_total" json:"objects_total"`
+	// HeartbeatAt is when a running run last reported progress; a running run without a
+	// heartbeat for a while was abandoned (its worker died).
+	HeartbeatAt *time.Time `bun:"heartbeat_at" json:"heartbeat_at,omitempty"`
+	StartedAt   time.Time  `bun:"started_at" json:"started_at"`
+	FinishedAt  *time.Time `bun:"finished_at" json:"finished_at,omitempty"`
 }
 
 // Finding is one difference between the ledger and the host.

@@ -2,18 +2,27 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
+	"time"
 )
 
-// CreateReconcileRun inserts a run in state "running". A run for a periodic slot is
-// unique per (host, slot): a second scheduler enqueuing the same slot finds it exists.
+// CreateReconcileRun inserts a run (status "running" unless set). A run for a periodic
+// slot is unique per (host, slot): a second scheduler enqueuing the same slot finds it
+// exists. At most one periodic run per host is running at a time (a partial unique index),
+// so two slots cannot both start while the first is still running.
 func (s *Store) CreateReconcileRun(ctx context.Context, r *ReconcileRun) error {
 	if r.ID == "" {
 		r.ID = NewID()
 	}
 	r.StartedAt = s.now()
 	if r.Status == "" {
-		r.Status = "running"
+		r.Status = RunRunning
+	}
+	if r.Status == RunRunning {
+		hb := r.StartedAt
+		r.HeartbeatAt = &hb
 	}
 	if r.Findings == nil {
 		r.Findings = []Finding{}
@@ -24,18 +33,92 @@ func (s *Store) CreateReconcileRun(ctx context.Context, r *ReconcileRun) error {
 	return nil
 }
 
-// FinishReconcileRun stores the findings and summary of a run.
+// StartReconcileRun marks a queued run as running (a worker picked it up) and resets its
+// progress; a run that is already running (the task was delivered again) is restarted.
+func (s *Store) StartReconcileRun(ctx context.Context, r *ReconcileRun) error {
+	now := s.now()
+	r.Status, r.HeartbeatAt, r.ObjectsChecked, r.ObjectsTotal = RunRunning, &now, 0, 0
+	r.Findings, r.Summary, r.FinishedAt = []Finding{}, "", nil
+	_, err := s.DB.NewUpdate().Model(r).Column("status", "heartbeat_at", "objects_checked", "objects_total", "findings", "summary", "finished_at").
+		WherePK().Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("start reconcile run %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+// ReconcileProgress stores how far a running run got and refreshes its heartbeat. It
+// touches only a running run.
+func (s *Store) ReconcileProgress(ctx context.Context, r *ReconcileRun) error {
+	if r.ID == "" {
+		return nil // a run that was never stored (tests, dry comparisons)
+	}
+	now := s.now()
+	r.HeartbeatAt = &now
+	_, err := s.DB.NewUpdate().Model(r).Column("objects_checked", "objects_total", "heartbeat_at").
+		WherePK().Where("status = ?", RunRunning).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("reconcile run %s progress: %w", r.ID, err)
+	}
+	return nil
+}
+
+// FinishReconcileRun stores the status, findings, summary and progress of a run.
 func (s *Store) FinishReconcileRun(ctx context.Context, r *ReconcileRun) error {
 	now := s.now()
 	r.FinishedAt = &now
 	if r.Findings == nil {
 		r.Findings = []Finding{}
 	}
-	_, err := s.DB.NewUpdate().Model(r).Column("status", "findings", "summary", "finished_at").WherePK().Exec(ctx)
+	_, err := s.DB.NewUpdate().Model(r).Column("status", "findings", "summary", "objects_checked", "objects_total", "finished_at").
+		WherePK().Exec(ctx)
 	if err != nil {
 		return fmt.Errorf("finish reconcile run %s: %w", r.ID, err)
 	}
 	return nil
+}
+
+// RunningReconcile returns a run of the host that is running and alive (a heartbeat
+// within staleAfter), or nil. Running runs whose heartbeat is older were abandoned (their
+// worker died mid-run): they are marked failed on the way, so they block nothing.
+func (s *Store) RunningReconcile(ctx context.Context, hostID string, staleAfter time.Duration) (*ReconcileRun, error) {
+	var runs []ReconcileRun
+	if err := s.DB.NewSelect().Model(&runs).Where("host_id = ?", hostID).Where("status = ?", RunRunning).
+		Order("started_at DESC").Scan(ctx); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("running reconcile runs of host %s: %w", hostID, err)
+	}
+	now := s.now()
+	var alive *ReconcileRun
+	for i := range runs {
+		r := &runs[i]
+		beat := r.StartedAt
+		if r.HeartbeatAt != nil {
+			beat = *r.HeartbeatAt
+		}
+		if now.Sub(beat) <= staleAfter {
+			if alive == nil {
+				alive = r
+			}
+			continue
+		}
+		r.Summary = fmt.Sprintf("abandoned: no progress since %s (%d of %d objects checked); the worker running it stopped",
+			beat.Format(time.RFC3339), r.ObjectsChecked, r.ObjectsTotal)
+		_, err := s.DB.NewUpdate().Model(r).Set("status = ?", RunFailed).Set("summary = ?", r.Summary).Set("finished_at = ?", now).
+			WherePK().Where("status = ?", RunRunning).Exec(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("mark abandoned reconcile run %s: %w", r.ID, err)
+		}
+	}
+	return alive, nil
+}
+
+// ReconcileSlotTaken reports whether the periodic slot of a host already has a run.
+func (s *Store) ReconcileSlotTaken(ctx context.Context, hostID, slot string) (bool, error) {
+	n, err := s.DB.NewSelect().Model((*ReconcileRun)(nil)).Where("host_id = ?", hostID).Where("slot = ?", slot).Count(ctx)
+	if err != nil {
+		return false, fmt.Errorf("reconcile slot %s of host %s: %w", slot, hostID, err)
+	}
+	return n > 0, nil
 }
 
 // GetReconcileRun loads a run.

@@ -225,7 +225,7 @@ func (h *Handler) batchDetail(c *fiber.Ctx) error {
 	d.Actions = availableActions(b, counts, d.ResTotal)
 	d.Done, d.DoneN = doneParam(c)
 	v := &view{Title: "batch.title", Data: d}
-	if d.Running {
+	if d.Running || runsActive(d.Runs) {
 		v.Refresh = refreshSecs
 	}
 	return h.renderView(c, fiber.StatusOK, "batch", v)
@@ -471,7 +471,21 @@ func (h *Handler) hostDetail(c *fiber.Ctx) error {
 		return err
 	}
 	d.Done, _ = doneParam(c)
-	return h.render(c, fiber.StatusOK, "host", "host.title", d)
+	v := &view{Title: "host.title", Data: d}
+	if runsActive(d.Runs) {
+		v.Refresh = refreshSecs // follow the progress of a running reconcile
+	}
+	return h.renderView(c, fiber.StatusOK, "host", v)
+}
+
+// runsActive reports whether a reconcile run is queued or running.
+func runsActive(runs []store.ReconcileRun) bool {
+	for _, r := range runs {
+		if r.Status == store.RunQueued || r.Status == store.RunRunning {
+			return true
+		}
+	}
+	return false
 }
 
 func (h *Handler) notFoundOr(c *fiber.Ctx, err error) error {

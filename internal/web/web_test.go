@@ -537,3 +537,34 @@ func TestDictionaryComplete(t *testing.T) {
 		}
 	}
 }
+
+// A running reconcile shows its progress on the host and batch pages, which refresh while
+// it runs; a skipped periodic slot shows as skipped with its reason.
+func TestReconcileProgressOnPages(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	running := &store.ReconcileRun{HostID: f.host.ID, BatchID: f.done.ID}
+	if err := f.st.CreateReconcileRun(ctx, running); err != nil {
+		t.Fatal(err)
+	}
+	running.ObjectsChecked, running.ObjectsTotal = 400, 601
+	if err := f.st.ReconcileProgress(ctx, running); err != nil {
+		t.Fatal(err)
+	}
+	skipped := &store.ReconcileRun{HostID: f.host.ID, Slot: "202612062205", Status: store.RunSkipped,
+		Summary: "skipped: reconcile run " + running.ID + " is still running"}
+	if err := f.st.CreateReconcileRun(ctx, skipped); err != nil {
+		t.Fatal(err)
+	}
+	ck := map[string]string{"Cookie": f.login(t)}
+	for _, p := range []string{"/hosts/" + f.host.ID, "/batches/" + f.done.ID} {
+		page := f.do(t, "GET", p, nil, ck)
+		if page.code != 200 || !strings.Contains(page.body, "400 of 601 objects checked") || !strings.Contains(page.body, `http-equiv="refresh"`) {
+			t.Errorf("%s: %d, progress or refresh missing", p, page.code)
+		}
+	}
+	host := f.do(t, "GET", "/hosts/"+f.host.ID, nil, ck)
+	if !strings.Contains(host.body, "skipped: reconcile run "+running.ID) {
+		t.Error("host page lacks the skipped slot and its reason")
+	}
+}

@@ -182,11 +182,8 @@ func (s *Server) listAccounts(w http.ResponseWriter, r *http.Request) {
 	}
 	// Newest first, like the hosts' default ordering.
 	sort.Slice(as, func(i, j int) bool { return as[i].id > as[j].id })
-	items := make([]any, 0, len(as))
-	for _, a := range as {
-		items = append(items, s.accountObj("account_list", a))
-	}
-	body, _ := json.Marshal(map[string]any{"code": 0, "message": "success", "data": paginate(r, items)})
+	data := paginateFunc(r, len(as), func(i int) any { return s.accountObj("account_list", as[i]) })
+	body, _ := json.Marshal(map[string]any{"code": 0, "message": "success", "data": data})
 	sum := sha256.Sum256(body)
 	etag := `"` + hex.EncodeToString(sum[:]) + `"`
 	w.Header().Set("ETag", etag)

@@ -68,7 +68,7 @@ func (s *Server) serveGroups(w http.ResponseWriter, r *http.Request, rest string
 	}
 	if rest == "/groups" && r.Method == http.MethodGet {
 		q := r.URL.Query()
-		var items []any
+		var gs []*group
 		for _, g := range s.sortedGroups() {
 			if p := q.Get("platform"); p != "" && g.platform != p {
 				continue
@@ -82,9 +82,9 @@ func (s *Server) serveGroups(w http.ResponseWriter, r *http.Request, rest string
 			if ex := q.Get("is_exclusive"); ex != "" && (ex == "true") != g.exclusive {
 				continue
 			}
-			items = append(items, s.groupObj("group", g))
+			gs = append(gs, g)
 		}
-		ok(w, paginate(r, items))
+		ok(w, paginateFunc(r, len(gs), func(i int) any { return s.groupObj("group", gs[i]) }))
 		return
 	}
 	if rest == "/groups/all" && r.Method == http.MethodGet {

@@ -6,7 +6,8 @@ import (
 )
 
 // page reads page/page_size (alias limit) like the hosts: invalid values fall
-// back to the defaults, page_size is capped at 1000.
+// back to the defaults, and so does a page_size above 1000 (sub2api's ParsePagination
+// keeps only 1..1000; a client asking for more silently gets pages of 20).
 func page(r *http.Request) (pg, size int) {
 	q := r.URL.Query()
 	pg, size = 1, 20
@@ -17,19 +18,22 @@ func page(r *http.Request) (pg, size int) {
 	if ps == "" {
 		ps = q.Get("limit")
 	}
-	if n, err := strconv.Atoi(ps); err == nil && n > 0 {
+	if n, err := strconv.Atoi(ps); err == nil && n > 0 && n <= 1000 {
 		size = n
-	}
-	if size > 1000 {
-		size = 1000
 	}
 	return pg, size
 }
 
 // paginate slices items and builds the paginated payload.
 func paginate(r *http.Request, items []any) map[string]any {
+	return paginateFunc(r, len(items), func(i int) any { return items[i] })
+}
+
+// paginateFunc builds the paginated payload of a list of total rows, building only the
+// rows of the requested page (item(i) for the i-th row of the whole list): a page of a
+// large list costs what the page holds, like a database query with LIMIT/OFFSET.
+func paginateFunc(r *http.Request, total int, item func(i int) any) map[string]any {
 	pg, size := page(r)
-	total := len(items)
 	start := (pg - 1) * size
 	if start > total {
 		start = total
@@ -42,9 +46,9 @@ func paginate(r *http.Request, items []any) map[string]any {
 	if pages == 0 {
 		pages = 1
 	}
-	out := items[start:end]
-	if out == nil {
-		out = []any{}
+	out := make([]any, 0, end-start)
+	for i := start; i < end; i++ {
+		out = append(out, item(i))
 	}
 	return map[string]any{"items": out, "total": total, "page": pg, "page_size": size, "pages": pages}
 }

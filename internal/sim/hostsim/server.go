@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -41,6 +42,10 @@ type Server struct {
 	probes     sync.WaitGroup
 	httpSrv    *http.Server
 	listenAddr string
+
+	latency  atomic.Int64 // added to every request, in nanoseconds (Options.Latency, SetLatency)
+	requests atomic.Int64 // every request received, for call-count tests
+	admin    atomic.Int64 // admin API requests among them
 }
 
 // New builds a simulator; it panics on an unknown profile (a programming error).
@@ -79,6 +84,7 @@ func New(opts Options) *Server {
 		badKeys:  map[string]time.Time{},
 		rng:      rand.New(rand.NewSource(time.Now().UnixNano())),
 	}
+	s.latency.Store(int64(opts.Latency))
 	now := opts.Now()
 	// Every host ships a built-in anthropic "default" group (id 1) and the
 	// first admin (id 1), which the admin API key acts as.
@@ -137,6 +143,19 @@ func (s *Server) SetDown(down bool) {
 
 func (s *Server) now() time.Time { return s.opts.Now() }
 
+// SetLatency changes the delay added to every request (Options.Latency) from now on.
+func (s *Server) SetLatency(d time.Duration) { s.latency.Store(int64(d)) }
+
+// Requests returns how many requests the host received since it started (or since
+// ResetRequests): all of them, and the admin API ones (/api/v1/admin/...) among them.
+func (s *Server) Requests() (all, admin int64) { return s.requests.Load(), s.admin.Load() }
+
+// ResetRequests sets the request counters back to zero.
+func (s *Server) ResetRequests() {
+	s.requests.Store(0)
+	s.admin.Store(0)
+}
+
 func (s *Server) newID(kind string) int64 {
 	id := s.nextID[kind]
 	s.nextID[kind]++
@@ -147,6 +166,10 @@ func (s *Server) bumpAccounts() { s.acctGen++ }
 
 // ServeHTTP routes a request like the host does.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.requests.Add(1)
+	if strings.HasPrefix(r.URL.Path, "/api/v1/admin/") {
+		s.admin.Add(1)
+	}
 	if !s.waitHold(r) {
 		return
 	}
@@ -157,8 +180,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		dropConn(w)
 		return
 	}
-	if s.opts.Latency > 0 {
-		time.Sleep(s.opts.Latency)
+	if d := time.Duration(s.latency.Load()); d > 0 {
+		time.Sleep(d)
 	}
 	path := strings.TrimSuffix(r.URL.Path, "/")
 	if strings.HasPrefix(path, "/api/v1/admin/") || path == "/api/v1/admin" {

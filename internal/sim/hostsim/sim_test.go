@@ -358,3 +358,40 @@ func TestRateLimitRecovery(t *testing.T) {
 		t.Fatalf("group keys: %v", keys)
 	}
 }
+
+// Lists page like the host: up to 1000 rows a page (a larger page_size falls back to 20),
+// the account list answers 304 to its own ETag, and every request is counted.
+func TestListPagingETagAndRequestCount(t *testing.T) {
+	s, c := startSim(t, Options{})
+	items := make([]SeedItem, 1500)
+	for i := range items {
+		items[i] = SeedItem{Group: fmt.Sprintf("crm-g-%04d", i), Account: fmt.Sprintf("crm-a-%04d", i),
+			Key: fmt.Sprintf("crm-k-%04d", i), KeyValue: fmt.Sprintf("sk-seeded-key-%08d", i)}
+	}
+	seeded := s.Seed("crm-managed@example.com", "pw-0123456789", items)
+	if len(seeded.Keys) != 1500 || seeded.UserID == 0 {
+		t.Fatalf("seeded %+v", seeded)
+	}
+	s.ResetRequests()
+	p1 := c.mustAdmin("GET", "/api/v1/admin/accounts?search=crm-&page=1&page_size=1000", nil)
+	p2 := c.mustAdmin("GET", "/api/v1/admin/accounts?search=crm-&page=2&page_size=1000", nil)
+	if n1, n2 := len(p1["items"].([]any)), len(p2["items"].([]any)); n1 != 1000 || n2 != 500 || p1["pages"].(float64) != 2 {
+		t.Fatalf("pages of 1000: %d + %d, pages %v", n1, n2, p1["pages"])
+	}
+	if big := c.mustAdmin("GET", "/api/v1/admin/groups?page_size=5000", nil); len(big["items"].([]any)) != 20 {
+		t.Fatalf("page_size 5000 must fall back to 20, got %d", len(big["items"].([]any)))
+	}
+	keys := c.mustAdmin("GET", fmt.Sprintf("/api/v1/admin/users/%d/api-keys?page=2&page_size=1000", seeded.UserID), nil)
+	if len(keys["items"].([]any)) != 500 {
+		t.Fatalf("keys page 2: %d", len(keys["items"].([]any)))
+	}
+	first := c.admin("GET", "/api/v1/admin/accounts?page=1&page_size=10", nil)
+	etag := first.header.Get("ETag")
+	again := c.call("GET", "/api/v1/admin/accounts?page=1&page_size=10", map[string]string{"x-api-key": c.key, "If-None-Match": etag}, nil)
+	if etag == "" || again.status != 304 || len(again.raw) != 0 {
+		t.Fatalf("conditional list: etag %q → %d %q", etag, again.status, again.raw)
+	}
+	if all, admin := s.Requests(); all != 6 || admin != 6 {
+		t.Fatalf("requests counted: %d (admin %d), want 6", all, admin)
+	}
+}

@@ -54,11 +54,7 @@ func (s *Server) serveUsers(w http.ResponseWriter, r *http.Request, rest string,
 			}
 		}
 		sort.Slice(us, func(i, j int) bool { return us[i].id > us[j].id })
-		items := []any{}
-		for _, u := range us {
-			items = append(items, s.userObj("user_list", u, nil))
-		}
-		ok(w, paginate(r, items))
+		ok(w, paginateFunc(r, len(us), func(i int) any { return s.userObj("user_list", us[i], nil) }))
 		return
 	}
 	if ids, m := route(rest, "/users/:id"); m {
@@ -93,11 +89,8 @@ func (s *Server) serveUsers(w http.ResponseWriter, r *http.Request, rest string,
 			typedErr(w, 404, "USER_NOT_FOUND", "user not found")
 			return
 		}
-		items := []any{}
-		for _, k := range s.userKeys(ids[0]) {
-			items = append(items, s.keyObj("key_admin_list", k))
-		}
-		ok(w, paginate(r, items))
+		ks := s.userKeys(ids[0])
+		ok(w, paginateFunc(r, len(ks), func(i int) any { return s.keyObj("key_admin_list", ks[i]) }))
 		return
 	}
 	if ids, m := route(rest, "/users/:id/subscriptions"); m && r.Method == http.MethodGet {
