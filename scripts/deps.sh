@@ -34,7 +34,13 @@ if [ ${#need[@]} -ne 0 ]; then
 fi
 # A build without TLS rejects --tls-port as a bad directive; with TLS and no port to
 # listen on it exits at once saying so.
-redis_has_tls() { redis-server --port 0 --tls-port 0 --save "" 2>&1 | grep -q "not to listen anywhere\|not listen anywhere"; }
+# (The output is read whole first: grep -q would close the pipe early, and with pipefail the
+# SIGPIPE of redis-server would read as "no TLS".)
+redis_has_tls() {
+  local out
+  out=$(redis-server --port 0 --tls-port 0 --save "" 2>&1 || true)
+  grep -q "not to listen anywhere\|not listen anywhere" <<<"$out"
+}
 if ! redis_has_tls; then
   echo "redis-server on PATH ($(command -v redis-server)) has no TLS support; installing Debian's"
   apt_install redis-server
