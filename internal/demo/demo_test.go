@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/sim/hostsim"
 	"strings"
 	"testing"
 	"time"
@@ -61,7 +62,7 @@ func checkOutcomes(t *testing.T, sum *Summary) {
 
 // The demo batch through the embedded queue (all-in-one) on every host profile.
 func TestDemoEmbeddedEveryProfile(t *testing.T) {
-	for _, p := range []string{"0.1.179", "0.1.129", "fork-0.1.321"} {
+	for _, p := range hostsim.Profiles {
 		t.Run(p, func(t *testing.T) {
 			sum := runDemo(t, Options{HostProfile: p})
 			checkOutcomes(t, sum)
