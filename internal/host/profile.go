@@ -293,7 +293,9 @@ func (v Version) Less(o Version) bool {
 	return v.Patch < o.Patch
 }
 
-func (v Version) String() string { return fmt.Sprintf("%d.%d.%d%s", v.Major, v.Minor, v.Patch, v.Extra) }
+func (v Version) String() string {
+	return fmt.Sprintf("%d.%d.%d%s", v.Major, v.Minor, v.Patch, v.Extra)
+}
 
 // DetectProfile picks the profile for a version confirmed by features. An exactly known
 // version gets its profile without warning (a profile built from release notes only says
