@@ -180,18 +180,26 @@ func realHostRound(t *testing.T, cl *cluster, rh *realhost.Host, mode string, ro
 // model and a chat completion answers.
 func checkKeysAnswer(t *testing.T, cl *cluster, rh *realhost.Host, batchID string, ready []store.Item) {
 	t.Helper()
-	rows := cl.batchResources(batchID)
-	keyIDs := map[string]string{} // item id -> host key id
+	// One key per target group (pooled groups): an item's key is its group's.
+	groupKeys := map[string]string{} // group host id -> host key id
+	groupIDs := map[string]string{}  // group name -> group host id
 	var userID string
-	for _, r := range rows {
-		if r.Type == store.TypeKey && r.HostResourceID != nil {
-			keyIDs[r.ItemID] = *r.HostResourceID
+	for _, r := range cl.resources() {
+		if r.HostResourceID == nil || r.State == store.ResourceDeleted {
+			continue
+		}
+		switch r.Type {
+		case store.TypeUser:
+			userID = *r.HostResourceID
+		case store.TypeKey:
+			groupKeys[r.ParentID] = *r.HostResourceID
+		case store.TypeGroup:
+			groupIDs[r.Name] = *r.HostResourceID
 		}
 	}
-	for _, r := range cl.resources() {
-		if r.Type == store.TypeUser && r.HostResourceID != nil && r.State != store.ResourceDeleted {
-			userID = *r.HostResourceID
-		}
+	keyIDs := map[string]string{} // item id -> host key id
+	for _, it := range ready {
+		keyIDs[it.ID] = groupKeys[groupIDs[it.TargetGroup]]
 	}
 	if userID == "" {
 		t.Fatal("the ledger names no managed user")

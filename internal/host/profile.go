@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"regexp"
@@ -418,6 +419,32 @@ func (s AccountSpec) CreateRequest(name, notes string, groupIDs []int64, concurr
 	return CreateAccountRequest{Name: name, Notes: notes, Platform: s.Platform, Type: s.Type,
 		Credentials: s.Credentials, Extra: s.Extra, Concurrency: concurrency, Priority: priority,
 		GroupIDs: groupIDs, GatewayProtocol: s.GatewayProtocol}
+}
+
+// ErrGroupPlatform is returned by AccountSpecOn when a key cannot join a group of that
+// platform on this profile.
+var ErrGroupPlatform = errors.New("group platform does not fit the key")
+
+// AccountSpecOn returns the account to create for a provider key that must join an
+// existing group of platform groupPlatform: the profile's own spec when the platforms
+// agree; the OpenAI-compatible spec (openai + forced chat completions) when the group is
+// an openai group and the profile would have used a native CN platform, since every
+// provider this product imports speaks the OpenAI protocol; ErrGroupPlatform otherwise
+// (an account whose platform differs from its group's is never scheduled).
+func (p Profile) AccountSpecOn(groupPlatform, providerID, baseURL, apiKey string, mapping map[string]string) (AccountSpec, error) {
+	spec := p.AccountSpec(providerID, baseURL, apiKey, mapping)
+	if groupPlatform == "" || groupPlatform == spec.GroupPlatform {
+		return spec, nil
+	}
+	if groupPlatform == "openai" {
+		q := p.clone()
+		q.NativePlatforms = map[string]string{}
+		if generic := q.AccountSpec(providerID, baseURL, apiKey, mapping); generic.GroupPlatform == "openai" {
+			return generic, nil
+		}
+	}
+	return spec, fmt.Errorf("%w: a %s key needs a %s (or openai) group on this host, the group is %s",
+		ErrGroupPlatform, providerID, spec.GroupPlatform, groupPlatform)
 }
 
 // AccountSpec returns the account to create for a provider key on this profile:

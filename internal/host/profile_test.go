@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -377,5 +378,29 @@ func TestAccountSpecMatchesRecordedCreates(t *testing.T) {
 				t.Errorf("extra %s, recorded %s", a, b)
 			}
 		})
+	}
+}
+
+// A key joins an existing group of another platform only where the host would schedule
+// it: native CN platforms fall back to openai + forced chat completions in an openai group.
+func TestAccountSpecOn(t *testing.T) {
+	p179, _ := ProfileByName(Profile179)
+	native, err := p179.AccountSpecOn("deepseek", "deepseek", "https://api.deepseek.com", "sk-x", map[string]string{"deepseek-flash": "deepseek-flash"})
+	if err != nil || native.Platform != "deepseek" {
+		t.Fatalf("deepseek group: %+v %v", native, err)
+	}
+	generic, err := p179.AccountSpecOn("openai", "deepseek", "https://api.deepseek.com", "sk-x", map[string]string{"deepseek-flash": "deepseek-flash"})
+	if err != nil || generic.Platform != "openai" || generic.GroupPlatform != "openai" || generic.Extra["openai_responses_mode"] != "force_chat_completions" {
+		t.Fatalf("openai group: %+v %v", generic, err)
+	}
+	if _, err := p179.AccountSpecOn("anthropic", "deepseek", "https://api.deepseek.com", "sk-x", nil); !errors.Is(err, ErrGroupPlatform) {
+		t.Fatalf("anthropic group accepted: %v", err)
+	}
+	if again, _ := ProfileByName(Profile179); again.NativePlatforms["deepseek"] != "deepseek" {
+		t.Fatal("AccountSpecOn changed the profile table")
+	}
+	pf, _ := ProfileByName(ProfileFork)
+	if s, err := pf.AccountSpecOn("openai", "kimi", "https://api.moonshot.cn/v1", "sk-x", nil); err != nil || s.Platform != "protocol_gateway" {
+		t.Fatalf("fork openai group: %+v %v", s, err)
 	}
 }
