@@ -66,7 +66,7 @@ type batchRequest struct {
 // batchView is a batch with its per-status item counts (and, for one batch, its groups).
 type batchView struct {
 	*store.Batch
-	Counts map[string]int      `json:"counts"`
+	Counts map[string]int     `json:"counts"`
 	Groups []store.BatchGroup `json:"groups,omitempty"`
 }
 

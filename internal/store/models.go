@@ -313,25 +313,25 @@ const (
 type Resource struct {
 	bun.BaseModel `bun:"table:managed_resources"`
 
-	ID             string         `bun:"id,pk" json:"id"`
-	HostID         string         `bun:"host_id" json:"host_id"`
-	BatchID        string         `bun:"batch_id" json:"batch_id"`
-	ItemID         string         `bun:"item_id" json:"item_id,omitempty"`
-	Type           string         `bun:"resource_type" json:"resource_type"`
-	HostResourceID *string        `bun:"host_resource_id" json:"host_resource_id,omitempty"`
-	Name           string         `bun:"name" json:"name"`
-	IdempotencyKey string         `bun:"idempotency_key" json:"idempotency_key,omitempty"`
-	State          string         `bun:"state" json:"state"`
-	SecretEnc      string         `bun:"secret_enc" json:"-"`
-	ParentID       string         `bun:"parent_id" json:"parent_id,omitempty"`
+	ID             string  `bun:"id,pk" json:"id"`
+	HostID         string  `bun:"host_id" json:"host_id"`
+	BatchID        string  `bun:"batch_id" json:"batch_id"`
+	ItemID         string  `bun:"item_id" json:"item_id,omitempty"`
+	Type           string  `bun:"resource_type" json:"resource_type"`
+	HostResourceID *string `bun:"host_resource_id" json:"host_resource_id,omitempty"`
+	Name           string  `bun:"name" json:"name"`
+	IdempotencyKey string  `bun:"idempotency_key" json:"idempotency_key,omitempty"`
+	State          string  `bun:"state" json:"state"`
+	SecretEnc      string  `bun:"secret_enc" json:"-"`
+	ParentID       string  `bun:"parent_id" json:"parent_id,omitempty"`
 	// Origin says who made the object: OriginCreated (this product created it, so a
 	// rollback may delete it once nothing uses it), OriginFound (it was on the host
 	// already and is only used) or OriginExisting (the operator's named target group:
 	// never changed or deleted).
-	Origin string `bun:"origin" json:"origin,omitempty"`
-	Details        map[string]any `bun:"details,type:text" json:"details,omitempty"`
-	CreatedAt      time.Time      `bun:"created_at" json:"created_at"`
-	UpdatedAt      time.Time      `bun:"updated_at" json:"updated_at"`
+	Origin    string         `bun:"origin" json:"origin,omitempty"`
+	Details   map[string]any `bun:"details,type:text" json:"details,omitempty"`
+	CreatedAt time.Time      `bun:"created_at" json:"created_at"`
+	UpdatedAt time.Time      `bun:"updated_at" json:"updated_at"`
 }
 
 // Reconcile run statuses.
