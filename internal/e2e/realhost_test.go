@@ -143,6 +143,28 @@ func realHostRound(t *testing.T, cl *cluster, rh *realhost.Host, mode string, ro
 	if len(ready) != good {
 		t.Fatalf("round %d: %d of %d good keys ready\n%s", round, len(ready), good, cl.logs())
 	}
+	// Pooled groups: one group and one end-user key per provider, each key proven on its
+	// own account (0.1.129's account test cannot check chat-only accounts: a gateway call
+	// routed only to the account does).
+	groups := map[string]bool{}
+	for _, it := range ready {
+		groups[it.TargetGroup] = true
+		wantProof := store.KeyProofAccountTest
+		if rh.Version == "0.1.129" {
+			wantProof = store.KeyProofGatewayAlias
+		}
+		if it.KeyProof != wantProof {
+			t.Errorf("round %d: %s proven by %q, want %q", round, it.Name, it.KeyProof, wantProof)
+		}
+	}
+	if inv, err := rh.Inventory(); err == nil {
+		if n := len(inv.Groups) - len(before.Groups); n != len(groups) {
+			t.Errorf("round %d: the batch added %d groups for %d target groups %v", round, n, len(groups), groups)
+		}
+		if n := len(inv.Keys) - len(before.Keys); n != len(groups) {
+			t.Errorf("round %d: the batch added %d end-user keys for %d groups", round, n, len(groups))
+		}
+	}
 	checkKeysAnswer(t, cl, rh, id, ready)
 
 	run := cl.reconcileBatch(id)

@@ -288,8 +288,12 @@ func (e *Engine) ensureBalance(ctx context.Context, sc *stepContext, u *host.Use
 	return nil
 }
 
-// ensureSubscription assigns the managed user a subscription to the group.
+// ensureSubscription assigns the managed user a subscription to the group, once per
+// (user, group): items of a pooled group take turns in this process; across processes the
+// host refuses the second of two simultaneous assigns (409 SUBSCRIPTION_ALREADY_EXISTS) and
+// the loser adopts the winner's subscription.
 func (e *Engine) ensureSubscription(ctx context.Context, sc *stepContext, userID, groupID int64) error {
+	defer e.lockUser("sub|"+sc.host.ID+"|"+idString(groupID), userID)()
 	name := fmt.Sprintf("%ssub-%d-%d", ProvenancePrefix, userID, groupID)
 	r, err := e.intent(ctx, sc, store.TypeSubscription, name, "")
 	if err != nil {
@@ -301,8 +305,10 @@ func (e *Engine) ensureSubscription(ctx context.Context, sc *stepContext, userID
 	origin := store.OriginCreated
 	sub, err := sc.client.AssignSubscription(ctx, host.AssignSubscriptionRequest{UserID: userID, GroupID: groupID,
 		ValidityDays: e.validityDays(sc.batch), Notes: provenance(sc.item)})
-	if host.IsCode(err, "SUBSCRIPTION_ASSIGN_CONFLICT") {
-		origin = store.OriginFound // it was there before us: rollback must not revoke it
+	if host.IsCode(err, "SUBSCRIPTION_ASSIGN_CONFLICT") || host.IsCode(err, "SUBSCRIPTION_ALREADY_EXISTS") {
+		// It was there before us (rollback must not revoke it), or another process's item
+		// assigned it a moment ago: that item records it as created, which wins over found.
+		origin = store.OriginFound
 		// A live subscription with other terms exists: adopt it rather than fight it.
 		subs, lerr := sc.client.ListUserSubscriptions(ctx, userID)
 		if lerr != nil {

@@ -440,3 +440,59 @@ func opsSpec(h *harness, platform string) host.AccountSpec {
 	}
 	return spec
 }
+
+// Two worker processes close access for items of one pooled subscription group at the
+// same moment: the host refuses the second assign of the (user, group) subscription (409
+// SUBSCRIPTION_ALREADY_EXISTS, as a real 0.1.129 host did), and that item adopts the
+// winner's subscription instead of failing.
+func TestPooledSubscriptionRaceAcrossWorkers(t *testing.T) {
+	h := newHarness(t, harnessOpts{profile: hostsim.Profile129, host: func(o *hostsim.Options) {
+		o.IdempotentWrite = 150 * time.Millisecond // a slow insert: the other worker meets it
+	}})
+	other := &Engine{Store: h.eng.Store, Box: h.eng.Box, Catalog: h.eng.Catalog, Prober: h.eng.Prober, Now: h.eng.Now,
+		Settings: h.eng.Settings, NewHostClient: h.eng.NewHostClient}
+	_, items := h.submitWith(store.BatchOptions{TargetGroup: store.TargetGroup{Mode: store.GroupPerProvider}}, ModeSubscription,
+		itemSpec{provider: "deepseek", key: "sk-subrace-000001-abcdef", mode: upstreamsim.ModeOK, models: []string{"deepseek-flash"}},
+		itemSpec{provider: "deepseek", key: "sk-subrace-000002-abcdef", mode: upstreamsim.ModeOK, models: []string{"deepseek-flash"}})
+	ctx := context.Background()
+	// Both items up to their access closure, one after the other.
+	for _, it := range items {
+		for {
+			cur, _ := h.store.GetItem(ctx, it.ID)
+			if cur.Step == StepAccessClosure || store.IsTerminal(cur.Status) {
+				break
+			}
+			dec, err := h.eng.Run(ctx, cur.Step, cur.ID, cur.Seq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.clock.Advance(dec.Delay)
+		}
+	}
+	// Then each worker runs one item's access closure at the same time.
+	var wg sync.WaitGroup
+	for i, eng := range []*Engine{h.eng, other} {
+		wg.Add(1)
+		go func(eng *Engine, id string) {
+			defer wg.Done()
+			cur, _ := h.store.GetItem(ctx, id)
+			if _, err := eng.Run(ctx, cur.Step, cur.ID, cur.Seq); err != nil {
+				t.Error(err)
+			}
+		}(eng, items[i].ID)
+	}
+	wg.Wait()
+	for _, it := range items {
+		got := h.drive(it.ID)
+		if got.Status != store.ItemReady {
+			t.Fatalf("%s: %s %s: %s", got.Name, got.Status, got.FailureClass, got.FailureMessage)
+		}
+	}
+	if c := h.hs.Counts(); c.Subscriptions != 1 || c.Keys != 1 || c.Groups != 1 {
+		t.Fatalf("host holds %+v, want one group, one subscription and one key", c)
+	}
+	rows, _ := h.store.AllResources(ctx, store.ResourceFilter{HostID: h.host.ID, Type: store.TypeSubscription})
+	if len(rows) != 1 || rows[0].Origin != store.OriginCreated {
+		t.Fatalf("subscription ledger rows %+v: want one, created by us", rows)
+	}
+}

@@ -110,3 +110,29 @@ func TestProfile02KeyLimits(t *testing.T) {
 		}
 	}
 }
+
+// Two assigns of one (user, group) at the same moment: the hosts check, then insert, and
+// the second insert meets the unique index — 409 SUBSCRIPTION_ALREADY_EXISTS (0.1.129
+// source, and seen on a real 0.1.129 host under pooled imports).
+func TestConcurrentSubscriptionAssign(t *testing.T) {
+	_, c := startSim(t, Options{Profile: Profile129, IdempotentWrite: 100 * time.Millisecond})
+	g := c.mustAdmin("POST", "/api/v1/admin/groups", map[string]any{"name": "subs", "platform": "openai", "rate_multiplier": 1, "subscription_type": "subscription"})
+	u := c.mustAdmin("POST", "/api/v1/admin/users", map[string]any{"email": "s@example.com", "password": "pw-123456"})
+	body := map[string]any{"user_id": id(u), "group_id": id(g), "validity_days": 30, "notes": "n"}
+	results := make(chan result, 2)
+	for i := 0; i < 2; i++ {
+		go func() { results <- c.admin("POST", "/api/v1/admin/subscriptions/assign", body) }()
+	}
+	a, b := <-results, <-results
+	if a.status == 200 {
+		a, b = b, a
+	}
+	if b.status != 200 || a.status != 409 || a.body["reason"] != "SUBSCRIPTION_ALREADY_EXISTS" ||
+		a.body["message"] != "subscription already exists for this user and group" {
+		t.Fatalf("concurrent assigns: %d %s / %d %s", a.status, a.raw, b.status, b.raw)
+	}
+	// Once the first is in, a repeat is the identical-repeat answer, not the race.
+	if r := c.admin("POST", "/api/v1/admin/subscriptions/assign", body); r.status != 200 {
+		t.Fatalf("repeat after the race: %d %s", r.status, r.raw)
+	}
+}
