@@ -55,7 +55,7 @@ func runDemo(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	exit := fs.Bool("exit", false, "exit after printing the summary")
 	asJSON := fs.Bool("json", false, "print the summary as JSON")
-	profile := fs.String("host-profile", "0.1.179", "simulated host profile: 0.1.129, 0.1.179, fork-0.1.321")
+	profile := fs.String("host-profile", "0.1.179", "simulated host profile: 0.1.129, 0.1.179, 0.2.15, fork-0.1.321")
 	mode := fs.String("mode", "self_service", "access mode: self_service, subscription, none")
 	listen := fs.String("listen", envOr("CRM_LISTEN_ADDR", "127.0.0.1:8080"), "API listen address")
 	verbose := fs.Bool("v", false, "show the process log")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,22 +34,40 @@ type windowRequest struct {
 	ScheduleS []float64 `json:"schedule_s"`
 }
 
-type batchRequest struct {
-	HostID       string         `json:"host_id"`
-	Name         string         `json:"name" text:"free"`
-	Mode         string         `json:"mode"`
-	DryRun       bool           `json:"dry_run"`
-	Force        bool           `json:"force"`
-	Window       *windowRequest `json:"window"`
-	TopUpAmount  float64        `json:"topup_amount"`
-	ValidityDays int            `json:"validity_days"`
-	Items        []itemRequest  `json:"items"`
+// targetGroupRequest is the batch's target group (store.TargetGroup).
+type targetGroupRequest struct {
+	Mode   string `json:"mode"`
+	Name   string `json:"name"`
+	ID     int64  `json:"id"`
+	Prefix string `json:"prefix"`
 }
 
-// batchView is a batch with its per-status item counts.
+// accountRequest holds the scheduling settings of the accounts a batch creates.
+type accountRequest struct {
+	Priority    *int `json:"priority"`
+	Concurrency *int `json:"concurrency"`
+	Weight      *int `json:"weight"`
+}
+
+type batchRequest struct {
+	HostID       string              `json:"host_id"`
+	Name         string              `json:"name" text:"free"`
+	Mode         string              `json:"mode"`
+	DryRun       bool                `json:"dry_run"`
+	Force        bool                `json:"force"`
+	Window       *windowRequest      `json:"window"`
+	TopUpAmount  float64             `json:"topup_amount"`
+	ValidityDays int                 `json:"validity_days"`
+	TargetGroup  *targetGroupRequest `json:"target_group"`
+	Account      *accountRequest     `json:"account"`
+	Items        []itemRequest       `json:"items"`
+}
+
+// batchView is a batch with its per-status item counts (and, for one batch, its groups).
 type batchView struct {
 	*store.Batch
-	Counts map[string]int `json:"counts"`
+	Counts map[string]int     `json:"counts"`
+	Groups []store.BatchGroup `json:"groups,omitempty"`
 }
 
 // submittedItem is what the submission made of one item before anything is probed: the
@@ -117,7 +136,7 @@ func (s *Server) submitBatch(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return c.Status(fiber.StatusCreated).JSON(fiber.Map{"batch": batchView{b, counts}, "enqueued": enqueued, "items": submittedItems(items, notes)})
+	return c.Status(fiber.StatusCreated).JSON(fiber.Map{"batch": batchView{Batch: b, Counts: counts}, "enqueued": enqueued, "items": submittedItems(items, notes)})
 }
 
 func submittedItems(items []*store.Item, notes [][]string) []submittedItem {
@@ -134,6 +153,7 @@ func submittedItems(items []*store.Item, notes [][]string) []submittedItem {
 }
 
 func (s *Server) buildBatch(h *store.Host, req *batchRequest) (*store.Batch, []*store.Item, [][]string, error) {
+	var err error
 	if req.Mode == "" {
 		req.Mode = "self_service"
 	}
@@ -168,6 +188,12 @@ func (s *Server) buildBatch(h *store.Host, req *batchRequest) (*store.Batch, []*
 			}
 		}
 		opts.WindowDeadlineS, opts.WindowScheduleS = w.DeadlineS, w.ScheduleS
+	}
+	if opts.TargetGroup, err = targetGroup(req.TargetGroup); err != nil {
+		return nil, nil, nil, err
+	}
+	if opts.Account, err = accountSettings(req.Account); err != nil {
+		return nil, nil, nil, err
 	}
 	b := &store.Batch{HostID: h.ID, Name: strings.TrimSpace(req.Name), Mode: req.Mode, DryRun: req.DryRun, Force: req.Force, Options: opts}
 	items := make([]*store.Item, 0, len(req.Items))
@@ -268,7 +294,7 @@ func (s *Server) listBatches(c *fiber.Ctx) error {
 		if err != nil {
 			return err
 		}
-		views = append(views, batchView{&list[i], counts})
+		views = append(views, batchView{Batch: &list[i], Counts: counts})
 	}
 	return c.JSON(fiber.Map{"items": views, "total": total, "page": page, "page_size": size})
 }
@@ -279,12 +305,15 @@ func (s *Server) loadBatch(ctx context.Context, id string) (batchView, error) {
 		return batchView{}, err
 	}
 	counts, err := s.Store.StatusCounts(ctx, id)
-	return batchView{b, counts}, err
+	return batchView{Batch: b, Counts: counts}, err
 }
 
 func (s *Server) getBatch(c *fiber.Ctx) error {
 	v, err := s.loadBatch(c.UserContext(), c.Params("id"))
 	if err != nil {
+		return err
+	}
+	if v.Groups, err = s.Store.BatchGroups(c.UserContext(), v.Batch); err != nil {
 		return err
 	}
 	return c.JSON(v)
@@ -385,7 +414,7 @@ func (s *Server) replaySubmit(c *fiber.Ctx, b *store.Batch) error {
 		}
 	}
 	c.Set("Idempotency-Replayed", "true")
-	return c.Status(fiber.StatusOK).JSON(fiber.Map{"batch": batchView{b, counts}, "enqueued": 0, "items": submittedItems(ptrs, nil)})
+	return c.Status(fiber.StatusOK).JSON(fiber.Map{"batch": batchView{Batch: b, Counts: counts}, "enqueued": 0, "items": submittedItems(ptrs, nil)})
 }
 
 // enqueueAll enqueues the first step of every item with a few concurrent Redis round
@@ -415,4 +444,71 @@ func (s *Server) enqueueAll(ctx context.Context, batchID string, items []*store.
 	close(next)
 	wg.Wait()
 	return int(ok.Load())
+}
+
+// groupNameChars are what a target group name or prefix may hold: the host allows more,
+// but names end up in URLs, logs and the operator's scripts.
+var groupNameChars = regexp.MustCompile(`^[\p{L}\p{N} ._:/()+-]+$`)
+
+// targetGroup validates the batch's target group; none means per_provider.
+func targetGroup(in *targetGroupRequest) (store.TargetGroup, error) {
+	if in == nil {
+		return store.TargetGroup{Mode: store.GroupPerProvider}, nil
+	}
+	tg := store.TargetGroup{Mode: strings.TrimSpace(in.Mode), Name: strings.TrimSpace(in.Name), ID: in.ID, Prefix: in.Prefix}
+	if tg.Mode == "" {
+		tg.Mode = store.GroupPerProvider
+	}
+	switch tg.Mode {
+	case store.GroupPerProvider:
+		if tg.Name != "" || tg.ID != 0 {
+			return tg, badField("target_group.name", "name and id belong to target_group mode existing; per_provider names its groups itself (set prefix to change them)")
+		}
+		if len(tg.Prefix) > 40 || tg.Prefix != "" && !groupNameChars.MatchString(tg.Prefix) {
+			return tg, badField("target_group.prefix", "prefix is at most 40 letters, digits, spaces or ._:/()+-")
+		}
+	case store.GroupExisting:
+		switch {
+		case tg.Prefix != "":
+			return tg, badField("target_group.prefix", "prefix belongs to target_group mode per_provider")
+		case tg.Name == "" && tg.ID == 0:
+			return tg, badField("target_group.name", "mode existing needs the group's name or id")
+		case tg.Name != "" && tg.ID != 0:
+			return tg, badField("target_group.id", "give the group's name or its id, not both")
+		case tg.ID < 0:
+			return tg, badField("target_group.id", "id must be a positive host group id")
+		case len(tg.Name) > 100 || tg.Name != "" && !groupNameChars.MatchString(tg.Name):
+			return tg, badField("target_group.name", "name is at most 100 letters, digits, spaces or ._:/()+-")
+		}
+	case store.GroupPerItem:
+		if tg.Name != "" || tg.ID != 0 || tg.Prefix != "" {
+			return tg, badField("target_group.mode", "per_item takes no name, id or prefix")
+		}
+	default:
+		return tg, badField("target_group.mode", "target_group.mode must be one of per_provider, existing, per_item")
+	}
+	return tg, nil
+}
+
+// accountSettings validates the accounts' scheduling settings.
+func accountSettings(in *accountRequest) (store.AccountSettings, error) {
+	if in == nil {
+		return store.AccountSettings{}, nil
+	}
+	check := func(field string, v *int, lo, hi int) error {
+		if v != nil && (*v < lo || *v > hi) {
+			return badField("account."+field, fmt.Sprintf("account.%s must be between %d and %d", field, lo, hi))
+		}
+		return nil
+	}
+	if err := check("priority", in.Priority, 0, 10000); err != nil {
+		return store.AccountSettings{}, err
+	}
+	if err := check("concurrency", in.Concurrency, 0, 10000); err != nil {
+		return store.AccountSettings{}, err
+	}
+	if err := check("weight", in.Weight, 1, 10000); err != nil {
+		return store.AccountSettings{}, err
+	}
+	return store.AccountSettings{Priority: in.Priority, Concurrency: in.Concurrency, Weight: in.Weight}, nil
 }

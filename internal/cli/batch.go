@@ -22,14 +22,31 @@ type windowRequest struct {
 	ScheduleS []float64 `json:"schedule_s,omitempty"`
 }
 
+// targetGroupRequest is the API's target_group object.
+type targetGroupRequest struct {
+	Mode   string `json:"mode"`
+	Name   string `json:"name,omitempty"`
+	ID     int64  `json:"id,omitempty"`
+	Prefix string `json:"prefix,omitempty"`
+}
+
+// accountRequest is the API's account object.
+type accountRequest struct {
+	Priority    *int `json:"priority,omitempty"`
+	Concurrency *int `json:"concurrency,omitempty"`
+	Weight      *int `json:"weight,omitempty"`
+}
+
 type submitRequest struct {
-	HostID string         `json:"host_id"`
-	Name   string         `json:"name,omitempty"`
-	Mode   string         `json:"mode"`
-	DryRun bool           `json:"dry_run,omitempty"`
-	Force  bool           `json:"force,omitempty"`
-	Window *windowRequest `json:"window,omitempty"`
-	Items  []Item         `json:"items"`
+	HostID      string              `json:"host_id"`
+	Name        string              `json:"name,omitempty"`
+	Mode        string              `json:"mode"`
+	DryRun      bool                `json:"dry_run,omitempty"`
+	Force       bool                `json:"force,omitempty"`
+	Window      *windowRequest      `json:"window,omitempty"`
+	TargetGroup *targetGroupRequest `json:"target_group,omitempty"`
+	Account     *accountRequest     `json:"account,omitempty"`
+	Items       []Item              `json:"items"`
 }
 
 // waitFlags are the flags of the commands that can follow a batch to its end.
@@ -62,10 +79,32 @@ func (e *env) batchSubmit(args []string) error {
 	schedule := fs.String("window-schedule", "", "confirmation re-check delays, e.g. 2s,5s,10s (the API's window.schedule_s)")
 	name := fs.String("name", "", "batch name")
 	format := fs.String("format", FormatAuto, "input format: auto, csv, jsonl or lines")
+	target := fs.String("target-group", "per_provider", "where the accounts go: per_provider (pooled groups named deepseek, kimi-coding, …), existing:NAME or existing:ID (the operator's group, never changed or deleted), or per_item")
+	prefix := fs.String("group-prefix", "", "per_provider: prefix of the group names, e.g. crm- gives crm-deepseek")
+	priority := fs.Int("priority", -1, "scheduling priority of the new accounts, lower is preferred (default 1)")
+	concurrency := fs.Int("concurrency", -1, "concurrent requests per new account, 0 = unlimited (default 5)")
+	weight := fs.Int("weight", 0, "the host's load_factor of the new accounts (default: the host's)")
 	wf := addWaitFlags(fs, waitBatchHelp)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
+	}
+	tg, err := parseTargetGroup(*target, *prefix)
+	if err != nil {
+		return err
+	}
+	var acct *accountRequest
+	if *priority >= 0 || *concurrency >= 0 || *weight > 0 {
+		acct = &accountRequest{}
+		if *priority >= 0 {
+			acct.Priority = priority
+		}
+		if *concurrency >= 0 {
+			acct.Concurrency = concurrency
+		}
+		if *weight > 0 {
+			acct.Weight = weight
+		}
 	}
 	if err := e.finish(); err != nil {
 		return err
@@ -126,7 +165,8 @@ func (e *env) batchSubmit(args []string) error {
 	if err != nil {
 		return err
 	}
-	req := submitRequest{HostID: hostID, Name: *name, Mode: *mode, DryRun: *dryRun, Force: *force, Window: win, Items: items}
+	req := submitRequest{HostID: hostID, Name: *name, Mode: *mode, DryRun: *dryRun, Force: *force, Window: win,
+		TargetGroup: tg, Account: acct, Items: items}
 	var resp struct {
 		Batch    batchView       `json:"batch"`
 		Enqueued int             `json:"enqueued"`
@@ -275,6 +315,9 @@ func (e *env) report(b batchView) error {
 		}
 	} else {
 		fmt.Fprintf(e.stdout, "batch %s: %s  %s\n", b.ID, b.Status, countsText(b.Counts, b.ItemCount))
+		if len(b.Groups) > 0 {
+			fmt.Fprintf(e.stdout, "groups: %s\n", groupsText(b.Groups))
+		}
 		if err := itemsTable(e.stdout, items, false); err != nil {
 			return err
 		}
@@ -589,6 +632,9 @@ func (e *env) batchShow(args []string) error {
 	kv("items", fmt.Sprintf("%d/%d done  %s", doneCount(b.Counts), b.ItemCount, countsText(b.Counts, b.ItemCount)))
 	if b.Options.WindowDeadlineS > 0 {
 		kv("window", (time.Duration(b.Options.WindowDeadlineS * float64(time.Second))).String())
+	}
+	if len(b.Groups) > 0 {
+		kv("groups", groupsText(b.Groups))
 	}
 	kv("created", fmtTime(&b.CreatedAt))
 	kv("finished", fmtTime(b.FinishedAt))
@@ -1072,4 +1118,29 @@ func failureText(class, msg string) string {
 		return class
 	}
 	return class + ": " + msg
+}
+
+// parseTargetGroup reads --target-group (per_provider, per_item, existing:NAME|ID) and
+// --group-prefix into the API's target_group.
+func parseTargetGroup(spec, prefix string) (*targetGroupRequest, error) {
+	mode, arg, hasArg := strings.Cut(strings.TrimSpace(spec), ":")
+	switch {
+	case mode == "per_provider" && !hasArg:
+		return &targetGroupRequest{Mode: mode, Prefix: prefix}, nil
+	case mode == "per_item" && !hasArg:
+		if prefix != "" {
+			return nil, usagef("--group-prefix applies to --target-group per_provider only")
+		}
+		return &targetGroupRequest{Mode: mode}, nil
+	case mode == "existing" && strings.TrimSpace(arg) != "":
+		if prefix != "" {
+			return nil, usagef("--group-prefix applies to --target-group per_provider only")
+		}
+		arg = strings.TrimSpace(arg)
+		if id, err := strconv.ParseInt(arg, 10, 64); err == nil && id > 0 {
+			return &targetGroupRequest{Mode: mode, ID: id}, nil
+		}
+		return &targetGroupRequest{Mode: mode, Name: arg}, nil
+	}
+	return nil, usagef("--target-group must be per_provider, per_item, or existing:NAME / existing:ID (got %q)", spec)
 }

@@ -167,6 +167,32 @@ type batchView struct {
 	CreatedAt  time.Time      `json:"created_at"`
 	FinishedAt *time.Time     `json:"finished_at"`
 	LastAction actionView     `json:"last_action"`
+	Groups     []groupView    `json:"groups"`
+}
+
+// groupView is one host group of a batch: created, reused or the operator's existing one.
+type groupView struct {
+	Name    string `json:"name"`
+	Action  string `json:"action"`
+	Items   int    `json:"items"`
+	Ready   int    `json:"ready"`
+	Planned bool   `json:"planned"`
+}
+
+// groupsText is "deepseek: create, 3 accounts (3 ready); kimi: reuse, …" for one batch.
+func groupsText(gs []groupView) string {
+	var parts []string
+	for _, g := range gs {
+		verb := map[string]string{"create": "created", "reuse": "reused", "existing": "existing group"}[g.Action]
+		if g.Planned {
+			verb = map[string]string{"create": "would be created", "reuse": "would be reused", "existing": "existing group"}[g.Action]
+		}
+		if verb == "" {
+			verb = g.Action
+		}
+		parts = append(parts, fmt.Sprintf("%s (%s, %d account(s), %d ready)", g.Name, verb, g.Items, g.Ready))
+	}
+	return strings.Join(parts, "; ")
 }
 
 // actionView is the outcome of the batch's last rollback (or other batch-level operation).

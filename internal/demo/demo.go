@@ -69,10 +69,24 @@ type Summary struct {
 	Items       []ItemSummary  `json:"items"`
 	HostObjects hostsim.Counts `json:"host_objects"`
 	Reconcile   string         `json:"reconcile"`
+	// Groups are the pooled host groups the batch's accounts joined (created or reused).
+	Groups []store.BatchGroup `json:"groups"`
+	// More is a second, smaller batch of keys for the same providers: its accounts join
+	// the groups the first batch created, adding capacity to them.
+	More *MoreSummary `json:"more_capacity,omitempty"`
 	// Set with --rollback.
 	Rollback           *store.Action   `json:"rollback,omitempty"`
 	HostObjectsBefore  *hostsim.Counts `json:"host_objects_before,omitempty"`
 	HostObjectsAfterRB *hostsim.Counts `json:"host_objects_after_rollback,omitempty"`
+}
+
+// MoreSummary is the demo's second batch.
+type MoreSummary struct {
+	BatchID     string             `json:"batch_id"`
+	Status      string             `json:"status"`
+	Items       []ItemSummary      `json:"items"`
+	Groups      []store.BatchGroup `json:"groups"`
+	HostObjects hostsim.Counts     `json:"host_objects"`
 }
 
 // demoItem is one input of the demo batch with what the simulators should do with it.
@@ -101,6 +115,14 @@ func demoItems() []demoItem {
 	}
 }
 
+// moreItems is the second demo batch: more keys for providers the first batch pooled.
+func moreItems() []demoItem {
+	return []demoItem{
+		{Name: "deepseek second key", Provider: "deepseek", Key: "sk-demo-deepseek-more-0009iiii", Models: []string{"deepseek-flash"}, Mode: "ok", Expect: store.ItemReady},
+		{Name: "kimi second key", Provider: "kimi", Key: "sk-demo-kimi-more-0010jjjj", Models: []string{"kimi-k2.6"}, Mode: "ok", Expect: store.ItemReady},
+	}
+}
+
 // Expected returns the outcome each demo item should reach, by name (for tests).
 func Expected() map[string][2]string {
 	out := map[string][2]string{}
@@ -125,7 +147,7 @@ func StartSimulators(profile string, hostLatency time.Duration) (*Simulators, er
 		return nil, fmt.Errorf("start simulated providers: %w", err)
 	}
 	behaviour := map[string]hostsim.Behavior{}
-	for _, d := range demoItems() {
+	for _, d := range append(demoItems(), moreItems()...) {
 		if d.Mode != "" {
 			up.AddKey(d.Key, d.Mode)
 		}
@@ -148,9 +170,11 @@ func (s *Simulators) Close() {
 }
 
 // ItemsJSON returns the demo batch's items as the API expects them.
-func (s *Simulators) ItemsJSON() []map[string]any {
+func (s *Simulators) ItemsJSON() []map[string]any { return s.itemsJSON(demoItems()) }
+
+func (s *Simulators) itemsJSON(items []demoItem) []map[string]any {
 	var out []map[string]any
-	for _, d := range demoItems() {
+	for _, d := range items {
 		it := map[string]any{"name": d.Name, "base_url": s.Upstream.BaseURL(d.Provider) + d.URLSuffix, "api_key": d.Key}
 		if d.Provider != "openai_compatible" {
 			it["provider"] = d.Provider
@@ -166,7 +190,7 @@ func (s *Simulators) ItemsJSON() []map[string]any {
 // Keys returns the upstream keys of the demo items (for secret-leak checks).
 func Keys() []string {
 	var out []string
-	for _, d := range demoItems() {
+	for _, d := range append(demoItems(), moreItems()...) {
 		out = append(out, d.Key)
 	}
 	return out
@@ -276,18 +300,47 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	}
 	sum.HostProfile, sum.Mode, sum.WallSeconds = o.HostProfile, o.Mode, time.Since(started).Seconds()
 	sum.HostObjects = hs.Counts()
+	if sum.Groups, err = cl.groups(ctx, sub.Batch.ID); err != nil {
+		return nil, err
+	}
 	if sum.Reconcile, err = cl.reconcile(ctx, sub.Batch.ID); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(o.Progress, "reconcile: %s\n", sum.Reconcile)
+
+	// More capacity: a second batch for providers the first one pooled joins their groups.
+	var more struct {
+		Batch store.Batch `json:"batch"`
+	}
+	if err := cl.do(ctx, "POST", "/api/v1/batches", map[string]any{"host_id": host.ID, "name": "demo: more capacity", "mode": o.Mode,
+		"items": sims.itemsJSON(moreItems())}, &more); err != nil {
+		return nil, fmt.Errorf("submit second batch: %w", err)
+	}
+	fmt.Fprintf(o.Progress, "submitted batch %s with %d more keys for the same providers\n", more.Batch.ID, len(moreItems()))
+	moreStatus, err := cl.waitBatch(ctx, more.Batch.ID, o.Progress)
+	if err != nil {
+		return nil, err
+	}
+	m, err := cl.summary(ctx, more.Batch.ID, moreStatus)
+	if err != nil {
+		return nil, err
+	}
+	sum.More = &MoreSummary{BatchID: more.Batch.ID, Status: moreStatus, Items: m.Items, HostObjects: hs.Counts()}
+	if sum.More.Groups, err = cl.groups(ctx, more.Batch.ID); err != nil {
+		return nil, err
+	}
 	if o.Rollback {
+		// Newest first: the first batch's groups are kept while the second uses them.
+		if _, err := cl.rollback(ctx, more.Batch.ID); err != nil {
+			return nil, err
+		}
 		act, err := cl.rollback(ctx, sub.Batch.ID)
 		if err != nil {
 			return nil, err
 		}
 		after := hs.Counts()
 		sum.Rollback, sum.HostObjectsBefore, sum.HostObjectsAfterRB = act, &before, &after
-		fmt.Fprintf(o.Progress, "rollback: %s; host objects before the batch %+v, after rollback %+v\n", act.Message, before, after)
+		fmt.Fprintf(o.Progress, "rollback of both batches: %s; host objects before the batches %+v, after rollback %+v\n", act.Message, before, after)
 	}
 	if o.JSON {
 		enc := json.NewEncoder(o.Out)
@@ -329,10 +382,33 @@ func printTable(w io.Writer, s *Summary) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", it.Name, it.Provider, it.Status, fc, it.Attempts, strings.Join(corr, ", "))
 	}
 	tw.Flush()
+	fmt.Fprintf(w, "groups: %s\n", groupsLine(s.Groups))
 	fmt.Fprintf(w, "reconcile: %s\n", s.Reconcile)
-	if s.Rollback != nil {
-		fmt.Fprintf(w, "rollback: %s (host objects before the batch: %+v, after rollback: %+v)\n", s.Rollback.Message, *s.HostObjectsBefore, *s.HostObjectsAfterRB)
+	if m := s.More; m != nil {
+		ready := 0
+		for _, it := range m.Items {
+			if it.Status == store.ItemReady {
+				ready++
+			}
+		}
+		fmt.Fprintf(w, "more capacity: batch %s, %d of %d keys ready, groups: %s; the host holds %d groups and %d end-user keys for %d accounts\n",
+			m.BatchID, ready, len(m.Items), groupsLine(m.Groups), m.HostObjects.Groups, m.HostObjects.Keys, m.HostObjects.Accounts)
 	}
+	if s.Rollback != nil {
+		fmt.Fprintf(w, "rollback of both batches: %s (host objects before the batches: %+v, after rollback: %+v)\n", s.Rollback.Message, *s.HostObjectsBefore, *s.HostObjectsAfterRB)
+	}
+}
+
+// groupsLine is "deepseek (create, 3 account(s), 1 ready), …".
+func groupsLine(gs []store.BatchGroup) string {
+	var parts []string
+	for _, g := range gs {
+		parts = append(parts, fmt.Sprintf("%s (%s, %d account(s), %d ready)", g.Name, g.Action, g.Items, g.Ready))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
 }
 
 type client struct {
@@ -432,6 +508,16 @@ func (c *client) summary(ctx context.Context, id, status string) (*Summary, erro
 			Corrections: it.Corrections, Warnings: it.Warnings, Message: it.FailureMessage})
 	}
 	return s, nil
+}
+
+func (c *client) groups(ctx context.Context, batchID string) ([]store.BatchGroup, error) {
+	var b struct {
+		Groups []store.BatchGroup `json:"groups"`
+	}
+	if err := c.do(ctx, "GET", "/api/v1/batches/"+batchID, nil, &b); err != nil {
+		return nil, err
+	}
+	return b.Groups, nil
 }
 
 func (c *client) reconcile(ctx context.Context, batchID string) (string, error) {

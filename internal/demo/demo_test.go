@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/sim/hostsim"
 	"strings"
 	"testing"
 	"time"
@@ -53,15 +54,43 @@ func checkOutcomes(t *testing.T, sum *Summary) {
 	if sum.Status != store.BatchPartiallySucceeded {
 		t.Errorf("batch status %s", sum.Status)
 	}
-	// One group and one account per imported item, one managed user, one key per item.
-	if c := sum.HostObjects; c.Groups != good || c.Accounts != good || c.Keys != good || c.Users != 1 {
-		t.Errorf("host objects %+v for %d ready items", c, good)
+	// Pooled: one group per provider of the ready items, one account per item, one managed
+	// user holding one key per group.
+	providers := map[string]bool{}
+	for _, it := range sum.Items {
+		if it.Status == store.ItemReady {
+			providers[it.Provider] = true
+		}
+	}
+	if c := sum.HostObjects; c.Groups != len(providers) || c.Accounts != good || c.Keys != len(providers) || c.Users != 1 {
+		t.Errorf("host objects %+v for %d ready items of %d providers", c, good, len(providers))
+	}
+	if len(sum.Groups) != len(providers) {
+		t.Errorf("groups %+v for %d providers", sum.Groups, len(providers))
+	}
+	for _, g := range sum.Groups {
+		if g.Action != "create" || g.Ready < 1 {
+			t.Errorf("first batch group %+v: want created, with a ready account", g)
+		}
+	}
+	// The second batch adds capacity to two of those groups and creates nothing else.
+	m := sum.More
+	if m == nil || m.Status != store.BatchSucceeded || len(m.Groups) != 2 {
+		t.Fatalf("second batch: %+v", m)
+	}
+	for _, g := range m.Groups {
+		if g.Action != "reuse" || g.Ready != 1 {
+			t.Errorf("second batch group %+v: want reused, 1 ready", g)
+		}
+	}
+	if c := m.HostObjects; c.Groups != len(providers) || c.Keys != len(providers) || c.Accounts != good+2 {
+		t.Errorf("after the second batch the host holds %+v, want the same groups and keys, %d accounts", c, good+2)
 	}
 }
 
 // The demo batch through the embedded queue (all-in-one) on every host profile.
 func TestDemoEmbeddedEveryProfile(t *testing.T) {
-	for _, p := range []string{"0.1.179", "0.1.129", "fork-0.1.321"} {
+	for _, p := range hostsim.Profiles {
 		t.Run(p, func(t *testing.T) {
 			sum := runDemo(t, Options{HostProfile: p})
 			checkOutcomes(t, sum)

@@ -187,6 +187,7 @@ func checkItems(t *testing.T, items []store.Item, sims *demo.Simulators) {
 	t.Helper()
 	want := demo.Expected()
 	ready := 0
+	groups := map[string]bool{}
 	for _, it := range items {
 		w := want[it.Name]
 		if it.Status != w[0] || it.FailureClass != w[1] {
@@ -194,10 +195,13 @@ func checkItems(t *testing.T, items []store.Item, sims *demo.Simulators) {
 		}
 		if it.Status == store.ItemReady {
 			ready++
+			groups[it.TargetGroup] = true
 		}
 	}
-	if c := sims.Host.Counts(); c.Groups != ready || c.Accounts != ready || c.Keys != ready || c.Users != 1 {
-		t.Errorf("host holds %+v for %d ready items: duplicates or losses", c, ready)
+	// Pooled groups: one group per provider, one account per item, one managed user with
+	// one key per group.
+	if c := sims.Host.Counts(); c.Groups != len(groups) || c.Accounts != ready || c.Keys != len(groups) || c.Users != 1 {
+		t.Errorf("host holds %+v for %d ready items in %d groups: duplicates or losses", c, ready, len(groups))
 	}
 }
 

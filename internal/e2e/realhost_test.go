@@ -143,6 +143,28 @@ func realHostRound(t *testing.T, cl *cluster, rh *realhost.Host, mode string, ro
 	if len(ready) != good {
 		t.Fatalf("round %d: %d of %d good keys ready\n%s", round, len(ready), good, cl.logs())
 	}
+	// Pooled groups: one group and one end-user key per provider, each key proven on its
+	// own account (0.1.129's account test cannot check chat-only accounts: a gateway call
+	// routed only to the account does).
+	groups := map[string]bool{}
+	for _, it := range ready {
+		groups[it.TargetGroup] = true
+		wantProof := store.KeyProofAccountTest
+		if rh.Version == "0.1.129" {
+			wantProof = store.KeyProofGatewayAlias
+		}
+		if it.KeyProof != wantProof {
+			t.Errorf("round %d: %s proven by %q, want %q", round, it.Name, it.KeyProof, wantProof)
+		}
+	}
+	if inv, err := rh.Inventory(); err == nil {
+		if n := len(inv.Groups) - len(before.Groups); n != len(groups) {
+			t.Errorf("round %d: the batch added %d groups for %d target groups %v", round, n, len(groups), groups)
+		}
+		if n := len(inv.Keys) - len(before.Keys); n != len(groups) {
+			t.Errorf("round %d: the batch added %d end-user keys for %d groups", round, n, len(groups))
+		}
+	}
 	checkKeysAnswer(t, cl, rh, id, ready)
 
 	run := cl.reconcileBatch(id)
@@ -180,18 +202,26 @@ func realHostRound(t *testing.T, cl *cluster, rh *realhost.Host, mode string, ro
 // model and a chat completion answers.
 func checkKeysAnswer(t *testing.T, cl *cluster, rh *realhost.Host, batchID string, ready []store.Item) {
 	t.Helper()
-	rows := cl.batchResources(batchID)
-	keyIDs := map[string]string{} // item id -> host key id
+	// One key per target group (pooled groups): an item's key is its group's.
+	groupKeys := map[string]string{} // group host id -> host key id
+	groupIDs := map[string]string{}  // group name -> group host id
 	var userID string
-	for _, r := range rows {
-		if r.Type == store.TypeKey && r.HostResourceID != nil {
-			keyIDs[r.ItemID] = *r.HostResourceID
+	for _, r := range cl.resources() {
+		if r.HostResourceID == nil || r.State == store.ResourceDeleted {
+			continue
+		}
+		switch r.Type {
+		case store.TypeUser:
+			userID = *r.HostResourceID
+		case store.TypeKey:
+			groupKeys[r.ParentID] = *r.HostResourceID
+		case store.TypeGroup:
+			groupIDs[r.Name] = *r.HostResourceID
 		}
 	}
-	for _, r := range cl.resources() {
-		if r.Type == store.TypeUser && r.HostResourceID != nil && r.State != store.ResourceDeleted {
-			userID = *r.HostResourceID
-		}
+	keyIDs := map[string]string{} // item id -> host key id
+	for _, it := range ready {
+		keyIDs[it.ID] = groupKeys[groupIDs[it.TargetGroup]]
 	}
 	if userID == "" {
 		t.Fatal("the ledger names no managed user")

@@ -62,7 +62,10 @@ type CreateAccountRequest struct {
 	Extra       map[string]any
 	Concurrency int
 	Priority    int
-	GroupIDs    []int64
+	// LoadFactor is the account's scheduling weight (nil = the host's default, its
+	// concurrency).
+	LoadFactor *int
+	GroupIDs   []int64
 	// GatewayProtocol is required by the fork for platform protocol_gateway ("openai").
 	GatewayProtocol string
 }
@@ -77,6 +80,7 @@ type createAccountWire struct {
 	Extra           map[string]any `json:"extra,omitempty"`
 	Concurrency     int            `json:"concurrency"`
 	Priority        int            `json:"priority"`
+	LoadFactor      *int           `json:"load_factor,omitempty"`
 	GroupIDs        []int64        `json:"group_ids"`
 }
 
@@ -88,7 +92,7 @@ func (req CreateAccountRequest) wire() createAccountWire {
 	}
 	return createAccountWire{Name: req.Name, Notes: req.Notes, Platform: req.Platform,
 		GatewayProtocol: req.GatewayProtocol, Type: req.Type, Credentials: req.Credentials,
-		Extra: req.Extra, Concurrency: req.Concurrency, Priority: req.Priority, GroupIDs: gids}
+		Extra: req.Extra, Concurrency: req.Concurrency, Priority: req.Priority, LoadFactor: req.LoadFactor, GroupIDs: gids}
 }
 
 // credentialSecrets returns the upstream key inside a credentials map, for redaction.

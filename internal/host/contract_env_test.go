@@ -101,7 +101,7 @@ func simTargets(t *testing.T) []*contractTarget {
 	}
 	up.AddKey(key, upstreamsim.ModeOK)
 	var out []*contractTarget
-	for _, profile := range []string{hostsim.Profile129, hostsim.Profile179, hostsim.ProfileFork} {
+	for _, profile := range hostsim.Profiles {
 		sim, err := hostsim.Start(hostsim.Options{Profile: profile})
 		if err != nil {
 			t.Fatal(err)

@@ -47,7 +47,7 @@ func TestHostContract(t *testing.T) {
 		return
 	}
 	targets := simTargets(t)
-	for _, profile := range []string{hostsim.Profile129, hostsim.Profile179, hostsim.ProfileFork} {
+	for _, profile := range hostsim.Profiles {
 		t.Run(profile, func(t *testing.T) {
 			for _, tg := range targets {
 				if tg.wantProfile == profile {

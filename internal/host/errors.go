@@ -282,6 +282,9 @@ func Failure(err error) *failure.Error {
 		fe.Message = he.Error() + ": " + OutboundPolicyAdvice("")
 	case he.Code == "model_not_found":
 		fe.Class = failure.ModelNotFound
+	case he.Code == "API_KEY_COUNT_EXCEEDED":
+		// 0.2.11+: the user holds the maximum number of keys; retrying cannot help.
+		fe.Message = he.Error() + ": the managed end user holds the host's maximum number of API keys (api_key_create.max_active_per_user, 200 by default); import into a per_provider target (one key per group) or delete unused keys of that user"
 	case he.Status == http.StatusTooManyRequests || he.Code == "rate_limit_error":
 		fe.Class, fe.Retryable = failure.RateLimited, true
 	case he.Code == "upstream_error" && strings.Contains(strings.ToLower(he.Message), "authentication"):

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 )
 
 // Group is a host group (/api/v1/admin/groups). Only the fields the product uses are kept.
@@ -17,6 +18,31 @@ type Group struct {
 	SubscriptionType string  `json:"subscription_type"`
 	RateMultiplier   float64 `json:"rate_multiplier"`
 	IsExclusive      bool    `json:"is_exclusive"`
+	// ModelAllowlist is 0.2.3+'s per-group model gate (nil on older hosts).
+	ModelAllowlist *ModelAllowlist `json:"model_allowlist,omitempty"`
+}
+
+// ModelAllowlist is a group's model_allowlist: when Enabled, the gateway answers 404 for
+// any model the client names that matches no entry (exact ids or trailing-* patterns,
+// case-insensitive), before routing to an account.
+type ModelAllowlist struct {
+	Enabled bool     `json:"enabled"`
+	Models  []string `json:"models,omitempty"`
+}
+
+// Allows reports whether the group's allowlist lets model through the gateway.
+func (g *Group) Allows(model string) bool {
+	if g == nil || g.ModelAllowlist == nil || !g.ModelAllowlist.Enabled {
+		return true
+	}
+	m := strings.ToLower(strings.TrimSpace(model))
+	for _, p := range g.ModelAllowlist.Models {
+		p = strings.ToLower(strings.TrimSpace(p))
+		if p == m || strings.HasSuffix(p, "*") && strings.HasPrefix(m, strings.TrimSuffix(p, "*")) {
+			return true
+		}
+	}
+	return false
 }
 
 // CreateGroupRequest is the body of POST /api/v1/admin/groups. RateMultiplier is always

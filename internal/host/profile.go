@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"regexp"
@@ -63,8 +64,18 @@ type Profile struct {
 	RedactedCredentialMarker string
 	// KeyGroupDeletedCode is the gateway code for a key whose group was deleted.
 	KeyGroupDeletedCode string
-	// Exercised is false for profiles only derived from source reading.
+	// GroupModelAllowlist: groups carry model_allowlist {enabled, models} (0.2.3+), and an
+	// enabled allowlist refuses other models at the gateway with 404 before routing.
+	GroupModelAllowlist bool
+	// KeyCreateMaxActive and KeyCreateMaxPerHour are the per-user API-key creation limits
+	// (0.2.11+: 200 non-deleted keys, 60 creations per fixed hour; 0 = none). The import
+	// keeps one key per (managed user, group) to stay far below them.
+	KeyCreateMaxActive  int
+	KeyCreateMaxPerHour int
+	// Exercised is false for profiles only derived from source reading or release notes.
 	Exercised bool
+	// Source says where the profile's behaviour comes from, for operators and docs.
+	Source string
 }
 
 // IsWarmup reports whether err is a gateway answer that, on this profile, means the group
@@ -109,6 +120,7 @@ var profiles = []Profile{
 		ResponsesModeHonoured:          true,
 		KeyGroupDeletedCode:            "GROUP_DELETED",
 		Exercised:                      true,
+		Source:                         "recorded from a real 0.1.129 host",
 	},
 	{
 		Name:                       "0.1.179",
@@ -131,6 +143,36 @@ var profiles = []Profile{
 		ResponsesModeHonoured:     true,
 		KeyGroupDeletedCode:       "GROUP_DELETED",
 		Exercised:                 true,
+		Source:                    "recorded from a real 0.1.179 host",
+	},
+	{
+		// Upstream 0.2.x: the 0.1.179 line plus what the 0.2.0–0.2.15 release notes and
+		// source excerpts say (model_allowlist, native minimax, key creation limits). No
+		// 0.2.x host was run here.
+		Name:                       "0.2.15",
+		NativePlatforms:            map[string]string{"deepseek": "deepseek", "kimi": "kimi", "glm": "zhipu", "minimax": "minimax"},
+		ModelMappingStyle:          MappingModelMapping,
+		AccountTestTrustedChatOnly: true,
+		UnknownModelStatus:         404,
+		WarmupGatewayCodes:         []string{"api_error", "model_not_found"},
+		KeyNotVisibleCodes:         []string{"INVALID_API_KEY"},
+		ComplianceGate:             true,
+		ClearErrorNeedsSchedulable: true,
+		GroupPlatforms: []string{"anthropic", "openai", "gemini", "antigravity",
+			"grok", "kimi", "zhipu", "deepseek", "composite", "minimax", "opencode_go", "typesafe", "cline"},
+		RateMultiplierRequired:    true,
+		UnknownGroupCreatesOrphan: true,
+		AccountTestNotFoundStatus: 200,
+		AuthErrorUnschedules:      true,
+		RateLimitCooldown:         5 * time.Second,
+		EmptyGroupModelsCatalog:   true,
+		ResponsesModeHonoured:     true,
+		KeyGroupDeletedCode:       "GROUP_DELETED",
+		GroupModelAllowlist:       true,
+		KeyCreateMaxActive:        200,
+		KeyCreateMaxPerHour:       60,
+		Exercised:                 false,
+		Source:                    "0.1.179 recordings plus the 0.2.0–0.2.15 release notes (no 0.2.x host recorded)",
 	},
 	{
 		Name:                       "fork-0.1.321",
@@ -150,6 +192,7 @@ var profiles = []Profile{
 		RedactedCredentialMarker:       redactedPlaceholder,
 		KeyGroupDeletedCode:            "permission_error",
 		Exercised:                      true,
+		Source:                         "recorded from a real fork 0.1.321 host",
 	},
 }
 
@@ -157,6 +200,7 @@ var profiles = []Profile{
 const (
 	Profile129  = "0.1.129"
 	Profile179  = "0.1.179"
+	Profile02   = "0.2.15"
 	ProfileFork = "fork-0.1.321"
 )
 
@@ -207,37 +251,79 @@ type Features struct {
 	ForkMarkers     bool // fork-only fields in public settings or accounts
 }
 
-// parseVersion returns the patch number of a "0.1.N" version (leading "v" tolerated).
-func parseVersion(v string) (minor, patch int, ok bool) {
+// Version is a parsed host version: MAJOR.MINOR.PATCH with an optional fourth fork number
+// and pre-release/build suffix ("v0.2.15", "0.1.321.4", "0.2.14-custom.1+g10").
+type Version struct {
+	Major, Minor, Patch int
+	Extra               string // everything after the three numbers, "" for a plain release
+}
+
+// ParseVersion parses a host version string; ok is false when it is not MAJOR.MINOR.PATCH.
+func ParseVersion(v string) (Version, bool) {
 	v = strings.TrimPrefix(strings.TrimSpace(v), "v")
-	parts := strings.SplitN(v, ".", 3)
-	if len(parts) != 3 || parts[0] != "0" {
-		return 0, 0, false
+	var nums [3]int
+	rest := v
+	for i := range nums {
+		end := 0
+		for end < len(rest) && rest[end] >= '0' && rest[end] <= '9' {
+			end++
+		}
+		if end == 0 || end > 6 {
+			return Version{}, false
+		}
+		nums[i], _ = strconv.Atoi(rest[:end])
+		rest = rest[end:]
+		if i < 2 {
+			if !strings.HasPrefix(rest, ".") {
+				return Version{}, false
+			}
+			rest = rest[1:]
+		}
 	}
-	mi, err1 := strconv.Atoi(parts[1])
-	end := 0
-	for end < len(parts[2]) && parts[2][end] >= '0' && parts[2][end] <= '9' {
-		end++
+	return Version{Major: nums[0], Minor: nums[1], Patch: nums[2], Extra: rest}, true
+}
+
+// Less orders versions by their three numbers.
+func (v Version) Less(o Version) bool {
+	if v.Major != o.Major {
+		return v.Major < o.Major
 	}
-	pa, err2 := strconv.Atoi(parts[2][:end])
-	if err1 != nil || err2 != nil {
-		return 0, 0, false
+	if v.Minor != o.Minor {
+		return v.Minor < o.Minor
 	}
-	return mi, pa, true
+	return v.Patch < o.Patch
+}
+
+func (v Version) String() string {
+	return fmt.Sprintf("%d.%d.%d%s", v.Major, v.Minor, v.Patch, v.Extra)
 }
 
 // DetectProfile picks the profile for a version confirmed by features. An exactly known
-// version gets its profile without warning; anything else gets the closest known profile
-// and a warning saying why.
+// version gets its profile without warning (a profile built from release notes only says
+// so); anything else gets the closest known profile and a warning saying why.
 func DetectProfile(version string, features Features) (p Profile, warning string) {
 	v := strings.TrimPrefix(strings.TrimSpace(version), "v")
-	minor, patch, ok := parseVersion(v)
+	ver, ok := ParseVersion(v)
+	latest, _ := ParseVersion(Profile02)
+	notesOnly := func(p Profile, why string) (Profile, string) {
+		w := fmt.Sprintf("host version %s: using the %s profile, built from %s", version, p.Name, p.Source)
+		if why != "" {
+			w += "; " + why
+		}
+		return p, w
+	}
 	switch {
 	case features.ForkMarkers:
 		if v == "0.1.321" {
 			return mustProfile(ProfileFork), ""
 		}
 		return mustProfile(ProfileFork), fmt.Sprintf("host %q shows fork markers; using the %s profile (not exercised on this version)", version, ProfileFork)
+	case ok && ver.Major == latest.Major && ver.Minor == latest.Minor && ver.Patch == latest.Patch:
+		return notesOnly(mustProfile(Profile02), "")
+	case ok && ver.Major == 0 && ver.Minor == 2 && ver.Less(latest):
+		return notesOnly(mustProfile(Profile02), "an older 0.2.x release: behaviours added after it (key creation limits since 0.2.11) may be absent, which the import tolerates")
+	case ok && latest.Less(ver):
+		return notesOnly(mustProfile(Profile02), fmt.Sprintf("%s is newer than every known release (latest known %s); check the import on this host before relying on it", ver, Profile02))
 	case v == "0.1.129" && !features.ComplianceRoute:
 		return mustProfile(Profile129), ""
 	case v == "0.1.179" && features.ComplianceRoute:
@@ -246,18 +332,18 @@ func DetectProfile(version string, features Features) (p Profile, warning string
 		return mustProfile(Profile179), "host reports 0.1.179 but has no compliance route; using the 0.1.179 profile, check the host build"
 	case v == "0.1.321" && !features.ComplianceRoute:
 		return mustProfile(ProfileFork), ""
-	case features.ComplianceRoute:
+	case features.ComplianceRoute && (!ok || ver.Major == 0 && ver.Minor == 1):
 		return mustProfile(Profile179), fmt.Sprintf("host version %q not exercised; it has the compliance gate, so the %s profile is used", version, Profile179)
 	case !ok:
 		return mustProfile(Profile129), fmt.Sprintf("host version %q not recognised; using the conservative %s profile (openai + forced chat completions)", version, Profile129)
-	case minor == 1 && patch < 129:
+	case ver.Major == 0 && ver.Minor == 1 && ver.Patch < 129:
 		return mustProfile(Profile129), fmt.Sprintf("host version %s is older than 0.1.129 and was not exercised; 0.1.1x releases lack /v1/chat/completions, refuse imports if the smoke test fails", version)
-	case minor == 1 && patch <= 179:
+	case ver.Major == 0 && ver.Minor == 1 && ver.Patch <= 179:
 		return mustProfile(Profile129), fmt.Sprintf("host version %s was not exercised and has no compliance route; using the conservative %s profile", version, Profile129)
-	case minor == 1:
-		return mustProfile(ProfileFork), fmt.Sprintf("host version %s is above the latest upstream release and has no compliance gate: assuming a 0.1.12x-line fork (%s profile)", version, ProfileFork)
+	case ver.Major == 0 && ver.Minor == 1:
+		return mustProfile(ProfileFork), fmt.Sprintf("host version %s is above the latest upstream 0.1 release and has no compliance gate: assuming a 0.1.12x-line fork (%s profile)", version, ProfileFork)
 	default:
-		return mustProfile(Profile179), fmt.Sprintf("host version %s is newer than every known release; using the %s profile", version, Profile179)
+		return mustProfile(Profile129), fmt.Sprintf("host version %s is older than every known profile; using the conservative %s profile", version, Profile129)
 	}
 }
 
@@ -333,6 +419,32 @@ func (s AccountSpec) CreateRequest(name, notes string, groupIDs []int64, concurr
 	return CreateAccountRequest{Name: name, Notes: notes, Platform: s.Platform, Type: s.Type,
 		Credentials: s.Credentials, Extra: s.Extra, Concurrency: concurrency, Priority: priority,
 		GroupIDs: groupIDs, GatewayProtocol: s.GatewayProtocol}
+}
+
+// ErrGroupPlatform is returned by AccountSpecOn when a key cannot join a group of that
+// platform on this profile.
+var ErrGroupPlatform = errors.New("group platform does not fit the key")
+
+// AccountSpecOn returns the account to create for a provider key that must join an
+// existing group of platform groupPlatform: the profile's own spec when the platforms
+// agree; the OpenAI-compatible spec (openai + forced chat completions) when the group is
+// an openai group and the profile would have used a native CN platform, since every
+// provider this product imports speaks the OpenAI protocol; ErrGroupPlatform otherwise
+// (an account whose platform differs from its group's is never scheduled).
+func (p Profile) AccountSpecOn(groupPlatform, providerID, baseURL, apiKey string, mapping map[string]string) (AccountSpec, error) {
+	spec := p.AccountSpec(providerID, baseURL, apiKey, mapping)
+	if groupPlatform == "" || groupPlatform == spec.GroupPlatform {
+		return spec, nil
+	}
+	if groupPlatform == "openai" {
+		q := p.clone()
+		q.NativePlatforms = map[string]string{}
+		if generic := q.AccountSpec(providerID, baseURL, apiKey, mapping); generic.GroupPlatform == "openai" {
+			return generic, nil
+		}
+	}
+	return spec, fmt.Errorf("%w: a %s key needs a %s (or openai) group on this host, the group is %s",
+		ErrGroupPlatform, providerID, spec.GroupPlatform, groupPlatform)
 }
 
 // AccountSpec returns the account to create for a provider key on this profile:

@@ -3,14 +3,28 @@ package host
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 )
 
 func TestProfilesTable(t *testing.T) {
 	ps := Profiles()
-	if len(ps) != 3 {
+	if len(ps) != 4 {
 		t.Fatalf("%d profiles", len(ps))
+	}
+	p02, _ := ProfileByName(Profile02)
+	if !p02.GroupModelAllowlist || p02.KeyCreateMaxActive != 200 || p02.KeyCreateMaxPerHour != 60 ||
+		p02.NativePlatforms["minimax"] != "minimax" || p02.Exercised || !p02.ComplianceGate {
+		t.Errorf("0.2.15 profile: %+v", p02)
+	}
+	for _, p := range ps {
+		if p.Source == "" {
+			t.Errorf("%s: no source", p.Name)
+		}
+		if p.Name != Profile02 && (p.GroupModelAllowlist || p.KeyCreateMaxActive != 0) {
+			t.Errorf("%s: 0.2.x-only behaviour set", p.Name)
+		}
 	}
 	p129, _ := ProfileByName("0.1.129")
 	p179, _ := ProfileByName("0.1.179")
@@ -102,7 +116,14 @@ func TestDetectProfile(t *testing.T) {
 		{"", Features{}, "0.1.129", "not recognised"},
 		{"dev", Features{ComplianceRoute: true}, "0.1.179", "compliance gate"},
 		{"0.1.179", Features{}, "0.1.179", "no compliance route"},
-		{"0.2.3", Features{}, "0.1.179", "newer"},
+		{"0.2.3", Features{ComplianceRoute: true}, "0.2.15", "older 0.2.x"},
+		{"0.2.15", Features{ComplianceRoute: true}, "0.2.15", "release notes"},
+		{"v0.2.14-custom.1+g10", Features{ComplianceRoute: true}, "0.2.15", "older 0.2.x"},
+		{"0.2.16", Features{ComplianceRoute: true}, "0.2.15", "newer than every known release"},
+		{"0.3.0", Features{}, "0.2.15", "newer than every known release"},
+		{"1.0.0", Features{ComplianceRoute: true}, "0.2.15", "newer than every known release"},
+		{"0.1.321.4", Features{ForkMarkers: true}, "fork-0.1.321", "fork markers"},
+		{"0.0.9", Features{}, "0.1.129", "older than every known profile"},
 	}
 	for _, tc := range cases {
 		p, w := DetectProfile(tc.version, tc.feats)
@@ -112,6 +133,33 @@ func TestDetectProfile(t *testing.T) {
 		if (tc.warnPart == "") != (w == "") || !strings.Contains(w, tc.warnPart) {
 			t.Errorf("%q %+v: warning %q, want containing %q", tc.version, tc.feats, w, tc.warnPart)
 		}
+	}
+}
+
+func TestParseVersion(t *testing.T) {
+	cases := map[string]Version{
+		"0.2.15":              {0, 2, 15, ""},
+		"v0.1.179":            {0, 1, 179, ""},
+		"0.2.14-custom.1+g10": {0, 2, 14, "-custom.1+g10"},
+		"0.1.321.4":           {0, 1, 321, ".4"},
+		" 1.10.0-klno.3 ":     {1, 10, 0, "-klno.3"},
+		"10.20.30":            {10, 20, 30, ""},
+	}
+	for in, want := range cases {
+		got, ok := ParseVersion(in)
+		if !ok || got != want {
+			t.Errorf("ParseVersion(%q) = %+v %v, want %+v", in, got, ok, want)
+		}
+	}
+	for _, bad := range []string{"", "dev", "0.2", "0..1", "a.b.c", "0.2.x", "1234567.0.0"} {
+		if v, ok := ParseVersion(bad); ok {
+			t.Errorf("ParseVersion(%q) accepted: %+v", bad, v)
+		}
+	}
+	a, _ := ParseVersion("0.1.179")
+	b, _ := ParseVersion("0.2.3")
+	if !a.Less(b) || b.Less(a) {
+		t.Errorf("0.1.179 < 0.2.3 not ordered")
 	}
 }
 
@@ -330,5 +378,29 @@ func TestAccountSpecMatchesRecordedCreates(t *testing.T) {
 				t.Errorf("extra %s, recorded %s", a, b)
 			}
 		})
+	}
+}
+
+// A key joins an existing group of another platform only where the host would schedule
+// it: native CN platforms fall back to openai + forced chat completions in an openai group.
+func TestAccountSpecOn(t *testing.T) {
+	p179, _ := ProfileByName(Profile179)
+	native, err := p179.AccountSpecOn("deepseek", "deepseek", "https://api.deepseek.com", "sk-x", map[string]string{"deepseek-flash": "deepseek-flash"})
+	if err != nil || native.Platform != "deepseek" {
+		t.Fatalf("deepseek group: %+v %v", native, err)
+	}
+	generic, err := p179.AccountSpecOn("openai", "deepseek", "https://api.deepseek.com", "sk-x", map[string]string{"deepseek-flash": "deepseek-flash"})
+	if err != nil || generic.Platform != "openai" || generic.GroupPlatform != "openai" || generic.Extra["openai_responses_mode"] != "force_chat_completions" {
+		t.Fatalf("openai group: %+v %v", generic, err)
+	}
+	if _, err := p179.AccountSpecOn("anthropic", "deepseek", "https://api.deepseek.com", "sk-x", nil); !errors.Is(err, ErrGroupPlatform) {
+		t.Fatalf("anthropic group accepted: %v", err)
+	}
+	if again, _ := ProfileByName(Profile179); again.NativePlatforms["deepseek"] != "deepseek" {
+		t.Fatal("AccountSpecOn changed the profile table")
+	}
+	pf, _ := ProfileByName(ProfileFork)
+	if s, err := pf.AccountSpecOn("openai", "kimi", "https://api.moonshot.cn/v1", "sk-x", nil); err != nil || s.Platform != "protocol_gateway" {
+		t.Fatalf("fork openai group: %+v %v", s, err)
 	}
 }

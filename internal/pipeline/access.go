@@ -15,7 +15,7 @@ import (
 // subscription), then proves with a real end-user call that the model answers.
 func (e *Engine) runAccessClosure(ctx context.Context, sc *stepContext) result {
 	it := sc.item
-	groupID, ok, err := e.ledgerID(ctx, sc, store.TypeGroup, objectName("g", it))
+	groupID, ok, err := e.ledgerID(ctx, sc, store.TypeGroup, groupOf(it))
 	if err != nil {
 		return e.retryOrFail(sc, StepAccessClosure, store.ItemClosingAccess, err)
 	}
@@ -28,6 +28,9 @@ func (e *Engine) runAccessClosure(ctx context.Context, sc *stepContext) result {
 				strings.Join(sc.host.Warnings, "; ") + "; use access mode none, or turn the blocker off and retry"}
 	}
 	user, password, err := e.ensureUser(ctx, sc)
+	if err == nil {
+		err = e.use(ctx, sc, store.TypeUser, e.Settings.ManagedUserEmail)
+	}
 	if err != nil {
 		return e.hostFailure(sc, StepAccessClosure, store.ItemClosingAccess, err)
 	}
@@ -52,29 +55,54 @@ func (e *Engine) runAccessClosure(ctx context.Context, sc *stepContext) result {
 		return e.hostFailure(sc, StepAccessClosure, store.ItemClosingAccess, err)
 	}
 	it.AccessStatus = "key_bound"
-	return e.smoke(ctx, sc, key)
+	if res, ok := e.smoke(ctx, sc, key); !ok {
+		return res
+	}
+	// The group answered end to end; in a pooled group that does not say which account
+	// did, so the item's own account is proven apart (unless its account test did).
+	switch {
+	case it.KeyProof != "":
+	case sc.batch.Options.GroupMode() == store.GroupPerItem:
+		it.KeyProof = store.KeyProofSoleAccount
+	default:
+		return e.proveAccount(ctx, sc, key)
+	}
+	return result{outcome: store.OutcomeOK, status: e.readyStatus(it),
+		message: fmt.Sprintf("end-user proof passed: %s listed and answered through group %q; account proven by %s", it.SmokeModel, groupOf(it), keyProofText(it.KeyProof))}
 }
 
-// smoke is the end-user proof: /v1/models lists the smoke model and a minimal chat
-// completion succeeds, both through the host's public URL with the managed key.
-func (e *Engine) smoke(ctx context.Context, sc *stepContext, key string) result {
+func keyProofText(p string) string {
+	switch p {
+	case store.KeyProofAccountTest:
+		return "the host's account test"
+	case store.KeyProofGatewayAlias:
+		return "a gateway call routed only to it"
+	case store.KeyProofSoleAccount:
+		return "being the group's only account"
+	}
+	return p
+}
+
+// smoke is the end-user proof of the group: /v1/models lists the smoke model and a
+// minimal chat completion succeeds, both through the host's public URL with the managed
+// key. ok is false when the step must wait or fail (res says how).
+func (e *Engine) smoke(ctx context.Context, sc *stepContext, key string) (res result, ok bool) {
 	it := sc.item
 	models, err := sc.client.GatewayModels(ctx, key)
 	if err != nil {
-		return e.smokeFailure(ctx, sc, "GET /v1/models", err)
+		return e.smokeFailure(ctx, sc, "GET /v1/models", err), false
 	}
 	if !contains(models, it.SmokeModel) {
 		return e.waitOrTimeout(sc, StepAccessClosure, store.ItemVerifying,
-			fmt.Sprintf("/v1/models does not list %s yet (host lists %d models)", it.SmokeModel, len(models)), failure.ConfirmationTimeout)
+			fmt.Sprintf("/v1/models does not list %s yet (host lists %d models)", it.SmokeModel, len(models)), failure.ConfirmationTimeout), false
 	}
 	chat, err := sc.client.GatewayChat(ctx, key, host.ChatRequest{Model: it.SmokeModel, Prompt: "Reply with one word: ok", MaxTokens: 1})
 	if err != nil {
-		return e.smokeFailure(ctx, sc, "POST /v1/chat/completions", err)
+		return e.smokeFailure(ctx, sc, "POST /v1/chat/completions", err), false
 	}
 	it.AccessStatus = "proven"
 	it.SmokePreview = truncate(fmt.Sprintf("%d %s %s", chat.Status, mediaType(chat.ContentType), strings.TrimSpace(chat.Content)), 120)
-	return result{outcome: store.OutcomeOK, status: e.readyStatus(it),
-		message: fmt.Sprintf("end-user proof passed: %s listed and answered through the host", it.SmokeModel)}
+	return result{}, true
 }
 
 // smokeFailure decides between waiting (the host is still warming up or has not seen the
@@ -112,7 +140,7 @@ func (e *Engine) smokeFailure(ctx context.Context, sc *stepContext, call string,
 // baseURLRefusal asks the host's account test whether the host refuses to call the item's
 // upstream at all; it returns the test's reason, or "" when it does not say so.
 func (e *Engine) baseURLRefusal(ctx context.Context, sc *stepContext) string {
-	accID, ok, err := e.ledgerID(ctx, sc, store.TypeAccount, objectName("a", sc.item))
+	accID, ok, err := e.ledgerID(ctx, sc, store.TypeAccount, accountName(sc))
 	if err != nil || !ok {
 		return ""
 	}
@@ -216,6 +244,10 @@ func (e *Engine) ensureUser(ctx context.Context, sc *stepContext) (*host.User, s
 	createdHere := state == store.ResourceCreated && r.State != store.ResourceCreated
 	if createdHere || r.State == store.ResourceIntent || r.State == store.ResourceDeleted || r.HostResourceID == nil || *r.HostResourceID != idString(u.ID) {
 		r.SecretEnc = sealed
+		r.Origin = store.OriginFound
+		if state == store.ResourceCreated {
+			r.Origin = store.OriginCreated
+		}
 		if err := e.Store.MarkCreated(ctx, r, idString(u.ID), state); err != nil {
 			return nil, "", err
 		}
@@ -256,19 +288,27 @@ func (e *Engine) ensureBalance(ctx context.Context, sc *stepContext, u *host.Use
 	return nil
 }
 
-// ensureSubscription assigns the managed user a subscription to the group.
+// ensureSubscription assigns the managed user a subscription to the group, once per
+// (user, group): items of a pooled group take turns in this process; across processes the
+// host refuses the second of two simultaneous assigns (409 SUBSCRIPTION_ALREADY_EXISTS) and
+// the loser adopts the winner's subscription.
 func (e *Engine) ensureSubscription(ctx context.Context, sc *stepContext, userID, groupID int64) error {
+	defer e.lockUser("sub|"+sc.host.ID+"|"+idString(groupID), userID)()
 	name := fmt.Sprintf("%ssub-%d-%d", ProvenancePrefix, userID, groupID)
 	r, err := e.intent(ctx, sc, store.TypeSubscription, name, "")
 	if err != nil {
 		return err
 	}
-	if _, ok := hostID(r); ok && r.State != store.ResourceDeleted {
-		return nil
+	if _, ok := hostID(r); ok && comparableState(r.State) {
+		return e.Store.AddUse(ctx, r.ID, sc.batch.ID, sc.item.ID)
 	}
+	origin := store.OriginCreated
 	sub, err := sc.client.AssignSubscription(ctx, host.AssignSubscriptionRequest{UserID: userID, GroupID: groupID,
 		ValidityDays: e.validityDays(sc.batch), Notes: provenance(sc.item)})
-	if host.IsCode(err, "SUBSCRIPTION_ASSIGN_CONFLICT") {
+	if host.IsCode(err, "SUBSCRIPTION_ASSIGN_CONFLICT") || host.IsCode(err, "SUBSCRIPTION_ALREADY_EXISTS") {
+		// It was there before us (rollback must not revoke it), or another process's item
+		// assigned it a moment ago: that item records it as created, which wins over found.
+		origin = store.OriginFound
 		// A live subscription with other terms exists: adopt it rather than fight it.
 		subs, lerr := sc.client.ListUserSubscriptions(ctx, userID)
 		if lerr != nil {
@@ -288,23 +328,48 @@ func (e *Engine) ensureSubscription(ctx context.Context, sc *stepContext, userID
 		return fmt.Errorf("assign subscription: conflict reported but no subscription found for group %d", groupID)
 	}
 	r.ParentID = idString(groupID)
-	return e.Store.MarkCreated(ctx, r, idString(sub.ID), store.ResourceCreated)
+	r.Origin = origin
+	state := store.ResourceCreated
+	if origin == store.OriginFound {
+		state = store.ResourceAdopted
+	}
+	if err := e.Store.MarkCreated(ctx, r, idString(sub.ID), state); err != nil {
+		return err
+	}
+	return e.Store.AddUse(ctx, r.ID, sc.batch.ID, sc.item.ID)
 }
 
-// ensureKey finds or creates the item's end-user key bound to the group. The key value
+// keyName is the managed user's key for a group. A pooled import holds one key per (user,
+// group), whatever the number of items and batches (0.2.11+ hosts cap keys per user at 200
+// and creations at 60 an hour); a per-item import keeps one key per item.
+func keyName(sc *stepContext, groupName string, groupID int64) string {
+	if sc.batch.Options.GroupMode() == store.GroupPerItem {
+		return objectName("k", sc.item)
+	}
+	if groupID == 0 {
+		return "crm-key " + groupName // a dry-run plan of a group not created yet
+	}
+	return fmt.Sprintf("crm-key %s #%d", groupName, groupID)
+}
+
+// ensureKey finds or creates the managed user's key bound to the group. The key value
 // is derived from the master key, so a retry after a crash finds the same key instead of
 // creating another.
 func (e *Engine) ensureKey(ctx context.Context, sc *stepContext, token string, groupID int64) (string, error) {
-	name := objectName("k", sc.item)
-	value := "sk-crm-" + e.Box.Derive("end-user-key:"+sc.host.ID+":"+sc.item.ID, 48)
-	idem := idempotencyKey(sc.item, "key")
+	name := keyName(sc, groupOf(sc.item), groupID)
+	value := "sk-crm-" + e.Box.Derive("end-user-key:"+sc.host.ID+":group:"+idString(groupID), 48)
+	idem := fmt.Sprintf("crm-%s-key-%d", sc.batch.ID, groupID)
+	if sc.batch.Options.GroupMode() == store.GroupPerItem {
+		value = "sk-crm-" + e.Box.Derive("end-user-key:"+sc.host.ID+":"+sc.item.ID, 48)
+		idem = idempotencyKey(sc.item, "key")
+	}
 	r, err := e.intent(ctx, sc, store.TypeKey, name, idem)
 	if err != nil {
 		return "", err
 	}
-	if _, ok := hostID(r); ok && r.State != store.ResourceDeleted {
+	if _, ok := hostID(r); ok && comparableState(r.State) {
 		if v, err := e.Box.Open(r.SecretEnc); err == nil && v != "" {
-			return v, nil
+			return v, e.Store.AddUse(ctx, r.ID, sc.batch.ID, sc.item.ID)
 		}
 	}
 	k, err := sc.client.CreateKey(ctx, token, host.CreateKeyRequest{Name: name, GroupID: groupID, CustomKey: value}, idem)
@@ -330,10 +395,11 @@ func (e *Engine) ensureKey(ctx context.Context, sc *stepContext, token string, g
 		return "", err
 	}
 	r.ParentID = idString(groupID)
+	r.Origin = store.OriginCreated
 	if err := e.Store.MarkCreated(ctx, r, idString(k.ID), store.ResourceCreated); err != nil {
 		return "", err
 	}
-	return value, nil
+	return value, e.Store.AddUse(ctx, r.ID, sc.batch.ID, sc.item.ID)
 }
 
 // userToken logs in as the managed user, caching the JWT: hosts rate-limit logins (20 a

@@ -15,7 +15,7 @@ import (
 // is rescheduled, never slept on.
 func (e *Engine) runAccountProbe(ctx context.Context, sc *stepContext) result {
 	it := sc.item
-	accID, ok, err := e.ledgerID(ctx, sc, store.TypeAccount, objectName("a", it))
+	accID, ok, err := e.ledgerID(ctx, sc, store.TypeAccount, accountName(sc))
 	if err != nil {
 		return e.retryOrFail(sc, StepAccountProbe, store.ItemConfirming, err)
 	}
@@ -39,6 +39,7 @@ func (e *Engine) runAccountProbe(ctx context.Context, sc *stepContext) result {
 	}
 	if res.Success {
 		it.AccountStatus = "active"
+		it.KeyProof = store.KeyProofAccountTest
 		return result{outcome: store.OutcomeOK, status: nextStatus, next: next,
 			message: fmt.Sprintf("account test passed (model %s)", res.Model)}
 	}

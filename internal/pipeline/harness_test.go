@@ -131,10 +131,17 @@ type itemSpec struct {
 	models   []string
 }
 
-// submit creates a batch of items directly in the store.
+// submit creates a batch of items directly in the store, one group per item (as batches
+// stored before target groups existed).
 func (h *harness) submit(mode string, specs ...itemSpec) (*store.Batch, []*store.Item) {
 	h.t.Helper()
-	b := &store.Batch{HostID: h.host.ID, Mode: mode}
+	return h.submitWith(store.BatchOptions{}, mode, specs...)
+}
+
+// submitWith creates a batch with options (target group, account settings).
+func (h *harness) submitWith(opts store.BatchOptions, mode string, specs ...itemSpec) (*store.Batch, []*store.Item) {
+	h.t.Helper()
+	b := &store.Batch{HostID: h.host.ID, Mode: mode, Options: opts}
 	var items []*store.Item
 	for _, s := range specs {
 		if s.mode != "" {

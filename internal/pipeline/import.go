@@ -62,11 +62,15 @@ func (e *Engine) runImport(ctx context.Context, sc *stepContext) result {
 		mapping[m] = m
 	}
 	spec := sc.profile.AccountSpec(it.Provider, norm.BaseURL, sc.apiKey, mapping)
-	subType := "standard"
-	if sc.batch.Mode == ModeSubscription {
-		subType = "subscription"
+	tg, spec, err := e.planTarget(ctx, sc, norm, spec, mapping)
+	if res, ok := targetFailure(err); ok {
+		return res
 	}
-	it.Plan = e.plan(sc, spec, subType)
+	if err != nil {
+		return e.hostFailure(sc, StepImport, store.ItemProbing, err)
+	}
+	it.TargetGroup = tg.name
+	it.Plan = e.plan(sc, spec, tg)
 	if warning := e.knownPolicyRefusal(ctx, sc, norm.BaseURL); warning != "" {
 		it.Plan["host_policy"] = map[string]any{"refused_before": true, "warning": warning}
 		it.Warnings = append(it.Warnings, warning)
@@ -79,7 +83,10 @@ func (e *Engine) runImport(ctx context.Context, sc *stepContext) result {
 		return result{outcome: store.OutcomeOK, status: store.ItemSkipped, message: msg}
 	}
 
-	groupID, err := e.ensureGroup(ctx, sc, spec.GroupPlatform, subType)
+	groupID, err := e.ensureTargetGroup(ctx, sc, tg)
+	if res, ok := targetFailure(err); ok {
+		return res
+	}
 	if err != nil {
 		return e.hostFailure(sc, StepImport, store.ItemImporting, err)
 	}
@@ -96,7 +103,7 @@ func (e *Engine) runImport(ctx context.Context, sc *stepContext) result {
 	end := e.now().Add(deadline)
 	it.WindowDeadline = &end
 	return result{outcome: store.OutcomeOK, status: store.ItemConfirming, next: StepAccountProbe,
-		message: fmt.Sprintf("group %d and account %d ready on the host; confirming", groupID, acc.ID)}
+		message: fmt.Sprintf("account %d added to group %q (%d, %s); confirming", acc.ID, tg.name, groupID, tg.action)}
 }
 
 func (e *Engine) recordCapability(it *store.Item, c *upstream.Capability) {
@@ -120,7 +127,7 @@ func (e *Engine) recordCapability(it *store.Item, c *upstream.Capability) {
 }
 
 // plan describes every host write the item will make, secrets masked.
-func (e *Engine) plan(sc *stepContext, spec host.AccountSpec, subType string) map[string]any {
+func (e *Engine) plan(sc *stepContext, spec host.AccountSpec, tg *targetGroup) map[string]any {
 	creds := map[string]any{}
 	for k, v := range spec.Credentials {
 		creds[k] = v
@@ -128,23 +135,34 @@ func (e *Engine) plan(sc *stepContext, spec host.AccountSpec, subType string) ma
 	if _, ok := creds["api_key"]; ok {
 		creds["api_key"] = secret.Mask(sc.apiKey)
 	}
-	p := map[string]any{
-		"host_profile": sc.profile.Name,
-		"group": map[string]any{"name": objectName("g", sc.item), "platform": spec.GroupPlatform,
-			"subscription_type": subType, "rate_multiplier": 1},
-		"account": map[string]any{"name": objectName("a", sc.item), "platform": spec.Platform, "type": spec.Type,
-			"credentials": creds, "extra": spec.Extra, "upstream_path": spec.UpstreamPath},
-		"mode": sc.batch.Mode,
+	group := map[string]any{"name": tg.name, "mode": tg.mode, "action": tg.action, "platform": tg.platform,
+		"subscription_type": tg.subType}
+	if tg.id != 0 {
+		group["id"] = tg.id
 	}
+	if tg.action == groupCreate {
+		group["rate_multiplier"] = 1
+	}
+	if tg.allowlist {
+		group["allowlist"] = true
+	}
+	set := sc.batch.Options.Account
+	account := map[string]any{"name": accountName(sc), "platform": spec.Platform, "type": spec.Type,
+		"credentials": creds, "extra": spec.Extra, "upstream_path": spec.UpstreamPath,
+		"priority": intOr(set.Priority, 1), "concurrency": intOr(set.Concurrency, 5)}
+	if set.Weight != nil {
+		account["load_factor"] = *set.Weight
+	}
+	p := map[string]any{"host_profile": sc.profile.Name, "group": group, "account": account, "mode": sc.batch.Mode}
 	switch sc.batch.Mode {
 	case ModeSelfService:
 		p["user"] = map[string]any{"email": e.Settings.ManagedUserEmail}
 		p["balance"] = map[string]any{"top_up_to": e.topUp(sc.batch)}
-		p["key"] = map[string]any{"name": objectName("k", sc.item)}
+		p["key"] = map[string]any{"name": keyName(sc, tg.name, tg.id)}
 	case ModeSubscription:
 		p["user"] = map[string]any{"email": e.Settings.ManagedUserEmail}
 		p["subscription"] = map[string]any{"validity_days": e.validityDays(sc.batch)}
-		p["key"] = map[string]any{"name": objectName("k", sc.item)}
+		p["key"] = map[string]any{"name": keyName(sc, tg.name, tg.id)}
 	}
 	return p
 }

@@ -2,8 +2,10 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/cn-relay-manager/cn-relay-manager/internal/host"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
@@ -25,9 +27,38 @@ func objectName(kind string, it *store.Item) string {
 	return fmt.Sprintf("%s%s-%s-%d-%s", ProvenancePrefix, kind, short(it.BatchID), it.Idx, short(it.ID))
 }
 
+// provenanceTag marks descriptions and notes of the objects this system creates.
+const provenanceTag = "cn-relay-manager"
+
 // provenance is the free-text tag written in descriptions and notes.
 func provenance(it *store.Item) string {
-	return fmt.Sprintf("cn-relay-manager batch=%s item=%s", it.BatchID, it.ID)
+	return fmt.Sprintf("%s batch=%s item=%s", provenanceTag, it.BatchID, it.ID)
+}
+
+// accountName is the host name of an item's account. In a pooled group the operator sees
+// many accounts side by side, so the name leads with the provider and the key's last four
+// characters (as in the provider's console: deepseek-…a1f3) and ends with the provenance
+// tag crm-<batch>-<item>; a per-item import keeps the provenance name alone.
+func accountName(sc *stepContext) string {
+	it := sc.item
+	if sc.batch.Options.GroupMode() == store.GroupPerItem {
+		return objectName("a", it)
+	}
+	provider := it.Provider
+	if provider == "" {
+		provider = "key"
+	}
+	tail := sc.apiKey
+	if len(tail) > 4 {
+		tail = tail[len(tail)-4:]
+	}
+	return fmt.Sprintf("%s-…%s %s%s-%s", provider, tail, ProvenancePrefix, short(it.BatchID), short(it.ID))
+}
+
+// carriesProvenance reports whether a host object's name marks it as made by this system:
+// the crm- prefix of provenance names, or the crm- tag at the end of an account name.
+func carriesProvenance(name string) bool {
+	return strings.HasPrefix(name, ProvenancePrefix) || strings.Contains(name, " "+ProvenancePrefix)
 }
 
 // idempotencyKey derives the Idempotency-Key of a host write from (batch, item, step).
@@ -92,7 +123,7 @@ func (e *Engine) ensureGroup(ctx context.Context, sc *stepContext, platform, sub
 
 // ensureAccount finds or creates the item's account bound to groupID.
 func (e *Engine) ensureAccount(ctx context.Context, sc *stepContext, groupID int64, spec host.AccountSpec) (*host.Account, error) {
-	name := objectName("a", sc.item)
+	name := accountName(sc)
 	idem := idempotencyKey(sc.item, "account")
 	r, err := e.intent(ctx, sc, store.TypeAccount, name, idem)
 	if err != nil {
@@ -107,7 +138,10 @@ func (e *Engine) ensureAccount(ctx context.Context, sc *stepContext, groupID int
 	}
 	state := store.ResourceAdopted
 	if acc == nil {
-		acc, err = sc.client.CreateAccount(ctx, spec.CreateRequest(name, provenance(sc.item), []int64{groupID}, 5, 1), idem)
+		set := sc.batch.Options.Account
+		req := spec.CreateRequest(name, provenance(sc.item), []int64{groupID}, intOr(set.Concurrency, 5), intOr(set.Priority, 1))
+		req.LoadFactor = set.Weight
+		acc, err = sc.client.CreateAccount(ctx, req, idem)
 		if err != nil {
 			return nil, fmt.Errorf("create account %s: %w", name, err)
 		}
@@ -122,11 +156,19 @@ func (e *Engine) ensureAccount(ctx context.Context, sc *stepContext, groupID int
 		}
 	}
 	r.ParentID = idString(groupID)
+	r.Origin = store.OriginCreated // found by its provenance name: ours, from an earlier attempt
 	r.Details = map[string]any{"platform": acc.Platform, "group_id": groupID}
 	if err := e.Store.MarkCreated(ctx, r, idString(acc.ID), state); err != nil {
 		return nil, err
 	}
 	return acc, nil
+}
+
+func intOr(p *int, def int) int {
+	if p == nil {
+		return def
+	}
+	return *p
 }
 
 func (e *Engine) findAccount(ctx context.Context, sc *stepContext, name string) (*host.Account, error) {
@@ -151,19 +193,30 @@ func containsID(ids []int64, id int64) bool {
 	return false
 }
 
-// ledgerID returns the host ID of the item's recorded object of type typ.
+// ledgerID returns the host ID of the host's recorded object (type, name), which may be
+// shared with other items (a pooled group).
 func (e *Engine) ledgerID(ctx context.Context, sc *stepContext, typ, name string) (int64, bool, error) {
-	rows, _, err := e.Store.ListResources(ctx, store.ResourceFilter{HostID: sc.host.ID, Type: typ, ItemID: sc.item.ID})
+	r, err := e.Store.FindResource(ctx, sc.host.ID, typ, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, false, nil
+	}
 	if err != nil {
 		return 0, false, err
 	}
-	for i := range rows {
-		if rows[i].Name == name {
-			id, ok := hostID(&rows[i])
-			return id, ok, nil
-		}
+	if r.State == store.ResourceDeleted || r.State == store.ResourceDeleting {
+		return 0, false, nil
 	}
-	return 0, false, nil
+	id, ok := hostID(r)
+	return id, ok, nil
+}
+
+// groupOf is the name of the item's target group (items imported before target groups
+// existed have their per-item group).
+func groupOf(it *store.Item) string {
+	if it.TargetGroup != "" {
+		return it.TargetGroup
+	}
+	return objectName("g", it)
 }
 
 func parseID(s string) (int64, error) {

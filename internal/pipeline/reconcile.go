@@ -155,23 +155,28 @@ func (rc *reconciler) beat(ctx context.Context, force bool) {
 func (rc *reconciler) listHost(ctx context.Context, types map[string]int) error {
 	v := hostView{groups: map[int64]host.Group{}, accounts: map[int64]host.Account{}, users: map[int64]host.User{},
 		keys: map[int64]host.APIKey{}, subs: map[int64]host.Subscription{}, goneUsers: map[int64]bool{}}
-	groups, err := rc.client.ListGroups(ctx, ProvenancePrefix)
+	// Every group: pooled groups carry plain names (deepseek, kimi-coding), and a host has
+	// few groups.
+	groups, err := rc.client.ListGroups(ctx, "")
 	if err != nil {
 		return fmt.Errorf("list groups: %w", err)
 	}
 	for _, g := range groups {
 		v.groups[g.ID] = g
-		if strings.HasPrefix(g.Name, ProvenancePrefix) {
+		if carriesProvenance(g.Name) || strings.Contains(g.Description, provenanceTag) {
 			rc.listed.groups = append(rc.listed.groups, g)
 		}
 	}
+	// Accounts by our tag: the provenance name, or the crm-<batch>-<item> tag that ends
+	// the operator-facing name of a pooled account. Accounts the operator added by hand to
+	// one of our groups are neither listed nor orphans.
 	accounts, err := rc.client.ListAccounts(ctx, ProvenancePrefix)
 	if err != nil {
 		return fmt.Errorf("list accounts: %w", err)
 	}
 	for _, a := range accounts {
 		v.accounts[a.ID] = a
-		if strings.HasPrefix(a.Name, ProvenancePrefix) {
+		if carriesProvenance(a.Name) {
 			rc.listed.accounts = append(rc.listed.accounts, a)
 		}
 	}
@@ -502,8 +507,7 @@ func (rc *reconciler) confirm(ctx context.Context) error {
 // streamed ledger did not hold is looked up once more before it counts.
 func (rc *reconciler) orphans(ctx context.Context) error {
 	belongs := func(name string) bool {
-		return strings.HasPrefix(name, ProvenancePrefix) &&
-			(rc.run.BatchID == "" || strings.Contains(name, "-"+short(rc.run.BatchID)+"-"))
+		return rc.run.BatchID == "" || strings.Contains(name, "-"+short(rc.run.BatchID)+"-")
 	}
 	orphan := func(typ, name string, id int64) error {
 		if !belongs(name) || rc.names[typ+"|"+name] {

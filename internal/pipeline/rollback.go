@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/cn-relay-manager/cn-relay-manager/internal/host"
@@ -57,6 +58,13 @@ func (e *Engine) Rollback(ctx context.Context, batchID string) (store.Action, er
 	if err != nil {
 		return act, err
 	}
+	// Shared objects another batch recorded (the pooled group, the managed user, its key
+	// and subscription for the group) that this batch used.
+	used, err := e.Store.UsedByBatch(ctx, batchID)
+	if err != nil {
+		return act, err
+	}
+	rows = append(rows, used...)
 	if rows, err = e.withManagedUser(ctx, b.HostID, rows); err != nil {
 		return act, err
 	}
@@ -199,12 +207,12 @@ func (rb *rollback) decide(ctx context.Context, r *store.Resource) bool {
 		}
 		id = fid
 	}
-	if r.State == store.ResourceAdopted && r.Type == store.TypeUser {
-		rb.record(r, "kept", "adopted, not created by cn-relay-manager")
+	if keep, why := rb.inUse(ctx, r); keep {
+		rb.keep(ctx, r, why)
 		return true
 	}
 	if keep, why := rb.shared(ctx, r, id); keep {
-		rb.record(r, "kept", why)
+		rb.keep(ctx, r, why)
 		return true
 	}
 	// Claim the row before touching the host: a reconcile that sees the object vanish
@@ -245,8 +253,52 @@ func (rb *rollback) decide(ctx context.Context, r *store.Resource) bool {
 	return true
 }
 
+// inUse reports whether an object must be kept whatever the host says: another batch
+// still uses it (a pooled group, the managed user, its key or subscription for the group),
+// or this product did not create it (found on the host, or the operator's existing target
+// group).
+func (rb *rollback) inUse(ctx context.Context, r *store.Resource) (bool, string) {
+	if r.Type == store.TypeAccount {
+		return false, "" // an account belongs to its item alone
+	}
+	others, err := rb.e.Store.UsingBatches(ctx, r.ID, rb.batchID)
+	if err != nil {
+		return true, "could not check which batches use it: " + err.Error()
+	}
+	if len(others) > 0 {
+		ids := make([]string, 0, len(others))
+		for id := range others {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+		var parts []string
+		for _, id := range ids {
+			parts = append(parts, fmt.Sprintf("batch %s (%d item(s))", id, others[id]))
+		}
+		return true, "still used by " + strings.Join(parts, ", ")
+	}
+	switch r.Origin {
+	case store.OriginExisting:
+		return true, "the operator's existing target group: accounts are only added to it, it is never deleted"
+	case store.OriginFound:
+		return true, "found on the host, not created by cn-relay-manager"
+	}
+	return false, ""
+}
+
+// keep records a kept object and releases this batch's use of it: the batch no longer
+// holds it, whoever else does.
+func (rb *rollback) keep(ctx context.Context, r *store.Resource, why string) {
+	if err := rb.e.Store.ReleaseUses(ctx, r.ID, rb.batchID); err != nil {
+		rb.record(r, "failed", "kept ("+why+") but the ledger update failed: "+err.Error())
+		return
+	}
+	rb.record(r, "kept", why)
+}
+
 // finish marks a claimed row deleted after its object left the host.
 func (rb *rollback) finish(ctx context.Context, r *store.Resource, result, detail string) {
+	_ = rb.e.Store.ReleaseUses(ctx, r.ID, rb.batchID) // the object is gone: nothing uses it
 	delete(r.Details, detailDeletingFrom)
 	won, err := rb.e.Store.TransitionResource(ctx, r, store.ResourceDeleting, store.ResourceDeleted, "details")
 	switch {
@@ -266,7 +318,9 @@ func (rb *rollback) finish(ctx context.Context, r *store.Resource, result, detai
 func (rb *rollback) findByName(ctx context.Context, r *store.Resource) (bool, int64) {
 	switch r.Type {
 	case store.TypeGroup:
-		if g, err := rb.client.FindGroupByName(ctx, r.Name); err == nil && g != nil {
+		// Only a group that carries our provenance: a pooled group's name (deepseek) may
+		// belong to an operator's group that was there before.
+		if g, err := rb.client.FindGroupByName(ctx, r.Name); err == nil && g != nil && groupOrigin(g) == store.OriginCreated {
 			return true, g.ID
 		}
 	case store.TypeAccount:

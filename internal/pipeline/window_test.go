@@ -26,7 +26,7 @@ func behaviourFor(key string, b hostsim.Behavior) func(hostsim.AccountView) host
 // window and the item becomes ready (0.1.179 trusts its account test) or
 // ready-with-the-test-skipped (0.1.129, where the test cannot check chat-only upstreams).
 func TestAccountTest403RaceEveryProfile(t *testing.T) {
-	for _, p := range []string{hostsim.Profile179, hostsim.Profile129, hostsim.ProfileFork} {
+	for _, p := range hostsim.Profiles {
 		t.Run(p, func(t *testing.T) {
 			key := "sk-race-403-000000001"
 			h := newHarness(t, harnessOpts{profile: p, behavior: behaviourFor(key, hostsim.Behavior{TestWarmups: 2})})

@@ -77,6 +77,50 @@ type BatchOptions struct {
 	WindowScheduleS []float64 `json:"window_schedule_s"`
 	TopUpAmount     float64   `json:"topup_amount,omitempty"`
 	ValidityDays    int       `json:"validity_days,omitempty"`
+	// TargetGroup says which host groups the batch's accounts join. Batches stored
+	// before it existed have none and keep their per-item groups (GroupMode).
+	TargetGroup TargetGroup `json:"target_group"`
+	// Account holds the scheduling settings of every account the batch creates.
+	Account AccountSettings `json:"account"`
+}
+
+// Target group modes (BatchOptions.TargetGroup.Mode).
+const (
+	// GroupPerProvider pools every key of one (provider, region, plan, access mode) into
+	// one group named predictably (deepseek, kimi-coding, …), created once and reused by
+	// every later batch: the group end users pay for.
+	GroupPerProvider = "per_provider"
+	// GroupExisting adds the accounts to a group the operator already has (by name or
+	// ID); the group is never created, changed or deleted by this product.
+	GroupExisting = "existing"
+	// GroupPerItem gives every item its own group (isolation; the first release's
+	// behaviour).
+	GroupPerItem = "per_item"
+)
+
+// TargetGroup is a batch's choice of host group.
+type TargetGroup struct {
+	Mode   string `json:"mode,omitempty"`
+	Name   string `json:"name,omitempty"`   // existing: the group's name
+	ID     int64  `json:"id,omitempty"`     // existing: the group's host ID
+	Prefix string `json:"prefix,omitempty"` // per_provider: prepended to the group name
+}
+
+// GroupMode returns the batch's target mode; a batch stored before target groups
+// existed was imported one group per item and stays so (a retry must not move it).
+func (o BatchOptions) GroupMode() string {
+	if o.TargetGroup.Mode == "" {
+		return GroupPerItem
+	}
+	return o.TargetGroup.Mode
+}
+
+// AccountSettings are the scheduling settings of the accounts a batch creates; nil means
+// the product's default (priority 1, concurrency 5, the host's default weight).
+type AccountSettings struct {
+	Priority    *int `json:"priority,omitempty"`    // lower is preferred by the host's scheduler
+	Concurrency *int `json:"concurrency,omitempty"` // concurrent requests per account (0 = unlimited)
+	Weight      *int `json:"weight,omitempty"`      // the host's load_factor (share of traffic)
 }
 
 // Batch is one submission.
@@ -178,7 +222,25 @@ type Item struct {
 	// (an unknown host, a hint, or a strong key shape that contradicts the host). It is
 	// shown to the operator and never used as the provider.
 	SuggestedProvider string `bun:"suggested_provider" json:"suggested_provider,omitempty"`
+	// TargetGroup is the name of the host group the item's account joins, decided by the
+	// import step from the batch's target group and the detected provider.
+	TargetGroup string `bun:"target_group" json:"target_group,omitempty"`
+	// KeyProof says how the item's own account was proven to answer, not just its group:
+	// KeyProofAccountTest, KeyProofGatewayAlias or KeyProofSoleAccount; "" until proven.
+	KeyProof string `bun:"key_proof" json:"key_proof,omitempty"`
 }
+
+// How an item's own account was proven (Item.KeyProof).
+const (
+	// KeyProofAccountTest: the host's own account test of that account passed, on a host
+	// version whose test takes the same chat path as traffic.
+	KeyProofAccountTest = "account_test"
+	// KeyProofGatewayAlias: an end-user call through the gateway with a model alias that
+	// only this account's mapping carried (added for the call, removed after it).
+	KeyProofGatewayAlias = "gateway_alias"
+	// KeyProofSoleAccount: the end-user call through a group whose only account it is.
+	KeyProofSoleAccount = "sole_account"
+)
 
 // Attempt outcomes (product §4.2).
 const (
@@ -231,6 +293,13 @@ const (
 	ResourceMissing  = "missing" // reconcile found it gone
 )
 
+// Origins of ledger rows (Resource.Origin).
+const (
+	OriginCreated  = "created"
+	OriginFound    = "found"
+	OriginExisting = "existing"
+)
+
 // Resource types in the ledger.
 const (
 	TypeGroup        = "group"
@@ -244,20 +313,25 @@ const (
 type Resource struct {
 	bun.BaseModel `bun:"table:managed_resources"`
 
-	ID             string         `bun:"id,pk" json:"id"`
-	HostID         string         `bun:"host_id" json:"host_id"`
-	BatchID        string         `bun:"batch_id" json:"batch_id"`
-	ItemID         string         `bun:"item_id" json:"item_id,omitempty"`
-	Type           string         `bun:"resource_type" json:"resource_type"`
-	HostResourceID *string        `bun:"host_resource_id" json:"host_resource_id,omitempty"`
-	Name           string         `bun:"name" json:"name"`
-	IdempotencyKey string         `bun:"idempotency_key" json:"idempotency_key,omitempty"`
-	State          string         `bun:"state" json:"state"`
-	SecretEnc      string         `bun:"secret_enc" json:"-"`
-	ParentID       string         `bun:"parent_id" json:"parent_id,omitempty"`
-	Details        map[string]any `bun:"details,type:text" json:"details,omitempty"`
-	CreatedAt      time.Time      `bun:"created_at" json:"created_at"`
-	UpdatedAt      time.Time      `bun:"updated_at" json:"updated_at"`
+	ID             string  `bun:"id,pk" json:"id"`
+	HostID         string  `bun:"host_id" json:"host_id"`
+	BatchID        string  `bun:"batch_id" json:"batch_id"`
+	ItemID         string  `bun:"item_id" json:"item_id,omitempty"`
+	Type           string  `bun:"resource_type" json:"resource_type"`
+	HostResourceID *string `bun:"host_resource_id" json:"host_resource_id,omitempty"`
+	Name           string  `bun:"name" json:"name"`
+	IdempotencyKey string  `bun:"idempotency_key" json:"idempotency_key,omitempty"`
+	State          string  `bun:"state" json:"state"`
+	SecretEnc      string  `bun:"secret_enc" json:"-"`
+	ParentID       string  `bun:"parent_id" json:"parent_id,omitempty"`
+	// Origin says who made the object: OriginCreated (this product created it, so a
+	// rollback may delete it once nothing uses it), OriginFound (it was on the host
+	// already and is only used) or OriginExisting (the operator's named target group:
+	// never changed or deleted).
+	Origin    string         `bun:"origin" json:"origin,omitempty"`
+	Details   map[string]any `bun:"details,type:text" json:"details,omitempty"`
+	CreatedAt time.Time      `bun:"created_at" json:"created_at"`
+	UpdatedAt time.Time      `bun:"updated_at" json:"updated_at"`
 }
 
 // Reconcile run statuses.

@@ -115,8 +115,12 @@ func (s *Store) MarkCreated(ctx context.Context, r *Resource, hostID string, sta
 			return nil
 		}
 		row := want
+		if row.Origin == "" || cur.Origin == OriginExisting {
+			// An operator's named target group stays theirs whoever records it next.
+			row.Origin = cur.Origin
+		}
 		won, err := s.TransitionResource(ctx, &row, cur.State, state,
-			"host_resource_id", "secret_enc", "details", "parent_id", "batch_id", "item_id")
+			"host_resource_id", "secret_enc", "details", "parent_id", "batch_id", "item_id", "origin")
 		if err != nil {
 			return fmt.Errorf("ledger mark created: %w", err)
 		}

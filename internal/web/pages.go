@@ -174,6 +174,7 @@ type batchData struct {
 	Resources []store.Resource
 	ResTotal  int
 	Runs      []store.ReconcileRun
+	Groups    []store.BatchGroup
 	Running   bool
 	Done      string
 	DoneN     int
@@ -196,6 +197,9 @@ func (h *Handler) batchDetail(c *fiber.Ctx) error {
 		return err
 	}
 	d.Counts = orderedCounts(counts)
+	if d.Groups, err = h.Store.BatchGroups(ctx, b); err != nil {
+		return err
+	}
 	page := pageParam(c)
 	items, total, err := h.Store.ListItems(ctx, b.ID, itemPageSize, (page-1)*itemPageSize)
 	if err != nil {

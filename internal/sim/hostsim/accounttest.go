@@ -163,7 +163,7 @@ func (s *Server) handleAccountTest(w http.ResponseWriter, r *http.Request, id in
 			ev.send(m)
 		}
 	}
-	showStatus := s.prof.name == Profile179 && chatPath
+	showStatus := s.prof.line179 && chatPath
 	if showStatus {
 		ev.send(map[string]any{"type": "status", "text": statusTesting})
 	}
@@ -194,7 +194,7 @@ func (s *Server) handleAccountTest(w http.ResponseWriter, r *http.Request, id in
 			ev.send(map[string]any{"type": "blacklist_advice", "data": map[string]any{"decision": "not_recommended",
 				"reason_code": "transient_or_retryable", "reason_message": "Upstream request failed", "feedback_fingerprint": randHex(8),
 				"collect_feedback": true, "platform": effectivePlatform(platform, ""), "status_code": 502, "message_keywords": []any{"failed", "request"}}})
-		case chatPath && s.prof.name == Profile179:
+		case chatPath && s.prof.line179:
 			msg = fmt.Sprintf("Chat Completions API (/v1/chat/completions) returned %d: %s", resp.StatusCode, string(b))
 		}
 		s.mu.Lock()
@@ -263,7 +263,7 @@ func forkRuntimeMeta(platform, model string, route upstreamRoute) []map[string]a
 // touchNative records what 179 writes on a native CN account the first time
 // it is tested or used. Caller holds s.mu.
 func (s *Server) touchNative(a *account) {
-	if s.prof.name != Profile179 || !s.prof.nativeCN[a.platform] {
+	if !s.prof.line179 || !s.prof.nativeCN[a.platform] {
 		return
 	}
 	if a.extra == nil {
@@ -286,7 +286,7 @@ func (s *Server) markUpstreamFailure(a *account, status int, body []byte, native
 	now := s.now()
 	switch status {
 	case 401, 402:
-		if status == 402 && s.prof.name == Profile179 && a.platform == "deepseek" {
+		if status == 402 && s.prof.line179 && a.platform == "deepseek" {
 			// 179 flags low DeepSeek balance instead of failing the account.
 			if a.extra == nil {
 				a.extra = map[string]any{}

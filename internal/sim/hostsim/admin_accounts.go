@@ -323,7 +323,7 @@ func (s *Server) initExtra(a *account, reqExtra map[string]any) {
 	switch {
 	case s.prof.fork:
 		s.forkInitExtra(a, reqExtra)
-	case s.prof.name == Profile179 && a.platform == "openai":
+	case s.prof.line179 && a.platform == "openai":
 		a.extra = map[string]any{"openai_long_context_billing_enabled": false}
 		for k, v := range reqExtra {
 			a.extra[k] = v
@@ -429,7 +429,7 @@ func (s *Server) accountModels(a *account) []any {
 	sort.Strings(keys)
 	out := []any{}
 	tmpl := "account_models_item"
-	if s.prof.name == Profile179 && s.prof.nativeCN[a.platform] {
+	if s.prof.line179 && s.prof.nativeCN[a.platform] {
 		tmpl = "account_models_native_item"
 	}
 	scopeTargets := map[string]string{}

@@ -27,6 +27,17 @@ func (s *Server) groupObj(tmpl string, g *group) map[string]any {
 		"subscription_type": g.subType, "daily_limit_usd": g.daily, "weekly_limit_usd": g.weekly,
 		"monthly_limit_usd": g.monthly, "created_at": ts(g.createdAt), "updated_at": ts(g.updatedAt),
 	})
+	if s.prof.allowlist {
+		al := map[string]any{"enabled": g.allowEnabled}
+		if len(g.allowModels) > 0 {
+			ms := make([]any, 0, len(g.allowModels))
+			for _, x := range g.allowModels {
+				ms = append(ms, x)
+			}
+			al["models"] = ms
+		}
+		m["model_allowlist"] = al
+	}
 	if tmpl == "group_all" {
 		n, active := 0, 0
 		for _, a := range s.accounts {
@@ -183,10 +194,27 @@ func (s *Server) createGroup(w http.ResponseWriter, r *http.Request) {
 	}
 	desc, _ := req["description"].(string)
 	excl, _ := req["is_exclusive"].(bool)
+	var allowOn bool
+	var allow []string
+	if al, has := req["model_allowlist"].(map[string]any); has && s.prof.allowlist {
+		allowOn, _ = al["enabled"].(bool)
+		seen := map[string]bool{}
+		list, _ := al["models"].([]any)
+		for _, x := range list {
+			if m, _ := x.(string); strings.TrimSpace(m) != "" && !seen[strings.ToLower(strings.TrimSpace(m))] {
+				seen[strings.ToLower(strings.TrimSpace(m))] = true
+				allow = append(allow, strings.TrimSpace(m))
+			}
+		}
+		if allowOn && len(allow) == 0 {
+			typedErr(w, 400, "INVALID_MODEL_ALLOWLIST", "model allowlist must not be empty when enabled")
+			return
+		}
+	}
 	now := s.now()
 	g := &group{id: s.newID("group"), name: name, desc: desc, platform: platform, subType: subType, rateMult: rm,
 		exclusive: excl, status: "active", daily: req["daily_limit_usd"], weekly: req["weekly_limit_usd"],
-		monthly: req["monthly_limit_usd"], createdAt: now, updatedAt: now}
+		monthly: req["monthly_limit_usd"], createdAt: now, updatedAt: now, allowEnabled: allowOn, allowModels: allow}
 	s.groups[g.id] = g
 	ok(w, s.groupObj("group_create", g))
 }

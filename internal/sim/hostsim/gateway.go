@@ -151,7 +151,9 @@ func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
 	seen := map[string]bool{}
 	for _, a := range s.routable(g) {
 		for k := range a.mapping() {
-			seen[k] = true
+			if g.allows(k) {
+				seen[k] = true
+			}
 		}
 	}
 	if len(seen) == 0 {
@@ -211,6 +213,13 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	}
 	model := str(req, "model")
 	stream, _ := req["stream"].(bool)
+	if !g.allows(model) {
+		// 0.2.3+: an enabled model_allowlist refuses before routing (404; the exact body
+		// is not recorded, the release notes say it names the group).
+		s.mu.Unlock()
+		gwErr(w, 404, "not_found_error", fmt.Sprintf("The model %q is not available for this group", model))
+		return
+	}
 	cands := s.routable(g)
 	if len(cands) == 0 {
 		s.mu.Unlock()
@@ -229,7 +238,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case s.prof.fork:
 			groupExhausted(w)
-		case s.prof.name == Profile179:
+		case s.prof.line179:
 			gwErr(w, 404, "model_not_found", fmt.Sprintf("Model %q is not supported by any configured account in this group", model))
 		default:
 			s.noAccount(w)
@@ -372,7 +381,7 @@ func (s *Server) writeConverted(w http.ResponseWriter, r io.Reader, alias string
 	created := s.now().Unix()
 	if !stream {
 		// 129 and the fork label the converted JSON body as an event stream.
-		if s.prof.name == Profile179 {
+		if s.prof.line179 {
 			w.Header().Set("Content-Type", "application/json")
 		} else {
 			w.Header().Set("Content-Type", "text/event-stream")

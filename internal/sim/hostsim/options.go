@@ -10,11 +10,18 @@ const (
 	Profile179  = "0.1.179"
 	Profile129  = "0.1.129"
 	ProfileFork = "fork-0.1.321"
+	// Profile02 is upstream 0.2.x as its release notes describe it (latest 0.2.15): the
+	// 0.1.179 behaviour plus model_allowlist, the native minimax platform and the API-key
+	// creation limits. No real 0.2.x host was recorded.
+	Profile02 = "0.2.15"
 )
+
+// Profiles lists every profile the simulator serves, recorded ones first.
+var Profiles = []string{Profile179, Profile129, ProfileFork, Profile02}
 
 // Options configures a simulated host.
 type Options struct {
-	Profile          string // "0.1.179" (default), "0.1.129", "fork-0.1.321"
+	Profile          string // "0.1.179" (default), "0.1.129", "fork-0.1.321", "0.2.15"
 	AdminAPIKey      string // required x-api-key; default "admin-" + 64*"0"
 	AdminEmail       string // admin user 1 for JWT login; default "admin@example.com"
 	AdminPassword    string // default "Admin-Pw-123!"
@@ -54,6 +61,10 @@ type Options struct {
 	// event and the gateway 502 upstream_error. The fork refuses the account itself: 400
 	// ACCOUNT_INVALID_BASE_URL on create and update.
 	OutboundPolicy *OutboundPolicy
+	// KeyLimits overrides the 0.2.15 profile's API-key creation limits per user (0.2.11+:
+	// 200 active keys, 60 creations per hour); a zero value keeps the profile's. Negative
+	// numbers turn a limit off.
+	KeyLimits      KeyLimits
 	Now            func() time.Time // default time.Now
 	UpstreamClient *http.Client     // used to call account upstreams; default 30s timeout
 }
@@ -93,3 +104,9 @@ type AccountView struct {
 }
 
 func (b Behavior) isZero() bool { return b == Behavior{} }
+
+// KeyLimits are sub2api's per-user API-key creation limits (api_key_create.* since 0.2.11).
+type KeyLimits struct {
+	MaxActive  int // non-deleted keys a user may hold (disabled and expired ones count)
+	MaxPerHour int // creation attempts per user in a fixed one-hour window
+}

@@ -16,7 +16,7 @@ func (s *Server) startProbe(a *account) {
 	}
 	id, url, key := a.id, endpointURL(a.baseURL, "responses"), a.apiKey
 	model := "gpt-5.4"
-	if s.prof.name == Profile179 {
+	if s.prof.line179 {
 		for _, t := range a.mapping() {
 			model = t
 			break
@@ -28,7 +28,7 @@ func (s *Server) startProbe(a *account) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		body := map[string]any{"model": model, "input": "hi", "stream": false}
-		if s.prof.name == Profile179 {
+		if s.prof.line179 {
 			body["tool_choice"] = "required"
 			body["max_output_tokens"] = 512
 			body["tools"] = []any{map[string]any{"type": "function", "name": "probe_ping", "description": "Capability probe. Call to acknowledge.",
@@ -46,7 +46,7 @@ func (s *Server) startProbe(a *account) {
 			supported = false
 		case resp.StatusCode/100 == 2:
 			// 179 only trusts an upstream that really called the function.
-			supported = s.prof.name != Profile179 || strings.Contains(string(b), "function_call")
+			supported = !s.prof.line179 || strings.Contains(string(b), "function_call")
 		default:
 			supported = true
 		}

@@ -22,7 +22,14 @@ type profile struct {
 	schedulableOffOnAuthError bool
 	nativeCN                  map[string]bool // native CN account platforms routed to chat completions
 	rateLimitCooldownSeconds  int
-	templates                 map[string]any
+	// line179: upstream behaviour of 0.1.179 and later (chat-path account tests, native
+	// CN platforms, 404 model_not_found, compliance gate).
+	line179 bool
+	// allowlist: groups carry model_allowlist (0.2.3+) instead of models_list_config, and an
+	// enabled allowlist gates gateway requests (404 before routing).
+	allowlist bool
+	keyLimits KeyLimits // zero = no limits (before 0.2.11)
+	templates map[string]any
 }
 
 func loadProfile(name string) (*profile, error) {
@@ -31,12 +38,19 @@ func loadProfile(name string) (*profile, error) {
 	}
 	p := &profile{name: name, version: name, rateLimitCooldownSeconds: 5}
 	switch name {
-	case Profile179:
+	case Profile179, Profile02:
+		p.line179 = true
 		p.compliance = true
 		p.groupPlatforms = set("anthropic openai gemini antigravity grok kimi zhipu deepseek composite")
 		p.rateMultRequired = true
 		p.schedulableOffOnAuthError = true
 		p.nativeCN = set("deepseek kimi zhipu")
+		if name == Profile02 {
+			p.allowlist = true
+			p.groupPlatforms = set("anthropic openai gemini antigravity grok kimi zhipu deepseek composite minimax opencode_go typesafe cline")
+			p.nativeCN = set("deepseek kimi zhipu minimax")
+			p.keyLimits = KeyLimits{MaxActive: 200, MaxPerHour: 60}
+		}
 	case Profile129:
 		p.groupPlatforms = set("anthropic openai gemini antigravity")
 		p.rateMultRequired = true
@@ -50,14 +64,41 @@ func loadProfile(name string) (*profile, error) {
 	default:
 		return nil, fmt.Errorf("hostsim: unknown profile %q", name)
 	}
-	raw, err := templateFS.ReadFile("templates/" + name + ".json")
+	file := name
+	if name == Profile02 {
+		file = Profile179 // 0.2.x objects: the 0.1.179 recordings with the renamed group field
+	}
+	raw, err := templateFS.ReadFile("templates/" + file + ".json")
 	if err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal(raw, &p.templates); err != nil {
 		return nil, fmt.Errorf("hostsim: template %s: %w", name, err)
 	}
+	if p.allowlist {
+		renameAllowlist(p.templates)
+	}
 	return p, nil
+}
+
+// renameAllowlist turns 0.1.179's group field models_list_config into 0.2.x's
+// model_allowlist {"enabled": false} wherever a template carries it (groups, nested
+// groups of keys), following the 0.2.3 release notes.
+func renameAllowlist(v any) {
+	switch t := v.(type) {
+	case map[string]any:
+		if _, ok := t["models_list_config"]; ok {
+			delete(t, "models_list_config")
+			t["model_allowlist"] = map[string]any{"enabled": false}
+		}
+		for _, c := range t {
+			renameAllowlist(c)
+		}
+	case []any:
+		for _, c := range t {
+			renameAllowlist(c)
+		}
+	}
 }
 
 func set(words string) map[string]bool {

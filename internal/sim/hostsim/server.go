@@ -35,13 +35,16 @@ type Server struct {
 	ackUA      map[int64]string // user agent recorded with a bootstrap acceptance
 	idem       map[string]*idemEntry
 	badKeys    map[string]time.Time // key value -> time of the premature (unknown) call
-	acctGen    int64                // bumps on every account change (ETag)
-	rng        *rand.Rand
-	down       bool
-	hold       holdGate
-	probes     sync.WaitGroup
-	httpSrv    *http.Server
-	listenAddr string
+	keyWindows map[int64]*keyWindow // user id -> key creations in the current hour (0.2.11+)
+	// subInserting: (user, group) pairs whose subscription insert is in flight.
+	subInserting map[[2]int64]bool
+	acctGen      int64 // bumps on every account change (ETag)
+	rng          *rand.Rand
+	down         bool
+	hold         holdGate
+	probes       sync.WaitGroup
+	httpSrv      *http.Server
+	listenAddr   string
 
 	latency  atomic.Int64 // added to every request, in nanoseconds (Options.Latency, SetLatency)
 	requests atomic.Int64 // every request received, for call-count tests
@@ -71,18 +74,20 @@ func New(opts Options) *Server {
 	}
 	s := &Server{
 		opts: opts, prof: p, adminKey: opts.AdminAPIKey,
-		nextID:   map[string]int64{"group": 2, "account": 1, "user": 2, "key": 1, "sub": 1},
-		groups:   map[int64]*group{},
-		accounts: map[int64]*account{},
-		users:    map[int64]*user{},
-		keys:     map[int64]*apiKey{},
-		subs:     map[int64]*subscription{},
-		tokens:   map[string]int64{},
-		accepted: map[int64]bool{},
-		ackUA:    map[int64]string{},
-		idem:     map[string]*idemEntry{},
-		badKeys:  map[string]time.Time{},
-		rng:      rand.New(rand.NewSource(time.Now().UnixNano())),
+		nextID:       map[string]int64{"group": 2, "account": 1, "user": 2, "key": 1, "sub": 1},
+		groups:       map[int64]*group{},
+		accounts:     map[int64]*account{},
+		users:        map[int64]*user{},
+		keys:         map[int64]*apiKey{},
+		subs:         map[int64]*subscription{},
+		tokens:       map[string]int64{},
+		accepted:     map[int64]bool{},
+		ackUA:        map[int64]string{},
+		idem:         map[string]*idemEntry{},
+		badKeys:      map[string]time.Time{},
+		keyWindows:   map[int64]*keyWindow{},
+		subInserting: map[[2]int64]bool{},
+		rng:          rand.New(rand.NewSource(time.Now().UnixNano())),
 	}
 	s.latency.Store(int64(opts.Latency))
 	now := opts.Now()

@@ -2,6 +2,7 @@ package hostsim
 
 import (
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -18,6 +19,25 @@ type group struct {
 	createdAt     time.Time
 	updatedAt     time.Time
 	deleted       bool
+	// 0.2.x model_allowlist: when enabled, only these models (exact, or a trailing-*
+	// prefix, case-insensitive) pass the gateway.
+	allowEnabled bool
+	allowModels  []string
+}
+
+// allows reports whether an enabled allowlist lets model through (always true when off).
+func (g *group) allows(model string) bool {
+	if !g.allowEnabled {
+		return true
+	}
+	m := strings.ToLower(model)
+	for _, p := range g.allowModels {
+		p = strings.ToLower(p)
+		if p == m || strings.HasSuffix(p, "*") && strings.HasPrefix(m, strings.TrimSuffix(p, "*")) {
+			return true
+		}
+	}
+	return false
 }
 
 type account struct {

@@ -153,6 +153,29 @@ func (s *Server) assignSub(w http.ResponseWriter, r *http.Request, uid int64) {
 		ok(w, m)
 		return
 	}
+	// The hosts check for an existing subscription and then insert; two assigns of one
+	// (user, group) at the same time both pass the check and the second insert hits the
+	// unique index: 409 SUBSCRIPTION_ALREADY_EXISTS (0.1.129/0.1.179 source:
+	// user_subscription_repo translates the violation). The insert is in flight for as long
+	// as an idempotent write.
+	pair := [2]int64{int64(userID), g.id}
+	if s.subInserting[pair] {
+		// The database holds this insert until the first one commits, then refuses it.
+		for s.subInserting[pair] {
+			s.mu.Unlock()
+			time.Sleep(5 * time.Millisecond)
+			s.mu.Lock()
+		}
+		typedErr(w, 409, "SUBSCRIPTION_ALREADY_EXISTS", "subscription already exists for this user and group")
+		return
+	}
+	if d := s.idempotentWrite(); d > 0 {
+		s.subInserting[pair] = true
+		s.mu.Unlock()
+		time.Sleep(d)
+		s.mu.Lock()
+		delete(s.subInserting, pair)
+	}
 	now := s.now()
 	sub := &subscription{id: s.newID("sub"), userID: int64(userID), groupID: g.id, validityDays: days, notes: notes,
 		startsAt: now, expiresAt: now.Add(time.Duration(days) * 24 * time.Hour), createdAt: now, assignedBy: uid}

@@ -136,7 +136,7 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) {
 	if role == "" {
 		role = "user"
 	}
-	if role != "user" && (role != "admin" || s.prof.name != Profile179) {
+	if role != "user" && (role != "admin" || !s.prof.line179) {
 		errs = append(errs, "Key: 'CreateUserRequest.Role' Error:Field validation for 'Role' failed on the 'oneof' tag")
 	}
 	if len(errs) > 0 {
