@@ -141,7 +141,12 @@ func (h *harness) submit(mode string, specs ...itemSpec) (*store.Batch, []*store
 // submitWith creates a batch with options (target group, account settings).
 func (h *harness) submitWith(opts store.BatchOptions, mode string, specs ...itemSpec) (*store.Batch, []*store.Item) {
 	h.t.Helper()
-	b := &store.Batch{HostID: h.host.ID, Mode: mode, Options: opts}
+	return h.submitBatch(&store.Batch{HostID: h.host.ID, Mode: mode, Options: opts}, specs...)
+}
+
+// submitBatch creates batch b (host, mode, options, dry run as set) with the items.
+func (h *harness) submitBatch(b *store.Batch, specs ...itemSpec) (*store.Batch, []*store.Item) {
+	h.t.Helper()
 	var items []*store.Item
 	for _, s := range specs {
 		if s.mode != "" {
