@@ -112,6 +112,8 @@ type target struct {
 	key       string
 	prov      *catalog.Provider
 	scope     *catalog.Scope // region and plan of the model list; nil = not known
+	region    string         // region of the base's surface, "" when not known
+	plan      bool           // the base is a subscription-plan surface
 }
 
 func (p *Prober) prepare(baseURL, anthropicBase, key, providerID string) (target, error) {
@@ -130,7 +132,8 @@ func (p *Prober) prepare(baseURL, anthropicBase, key, providerID string) (target
 	if !ok {
 		prov, _ = p.cat.Provider(catalog.OpenAICompatible)
 	}
-	tg := target{base: n.BaseURL, anthropic: strings.TrimRight(strings.TrimSpace(anthropicBase), "/"), key: strings.TrimSpace(key), prov: prov}
+	tg := target{base: n.BaseURL, anthropic: strings.TrimRight(strings.TrimSpace(anthropicBase), "/"), key: strings.TrimSpace(key), prov: prov,
+		region: n.Region, plan: n.Plan}
 	if det.ProviderID == prov.ID {
 		tg.scope = p.cat.ScopeOf(n, det)
 	}
