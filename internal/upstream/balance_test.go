@@ -339,3 +339,41 @@ func TestBalanceEvidenceOmitsAccountHolder(t *testing.T) {
 		assertNoKey(t, "evidence", e.Preview+e.Error)
 	}
 }
+
+func TestCheck(t *testing.T) {
+	s := startSim(t, upstreamsim.Options{})
+	p := upstream.NewProber(upstream.Options{})
+	ctx := context.Background()
+	model := firstChatModel(t, "deepseek")
+	calls := s.Calls()
+	if err := p.Check(ctx, s.BaseURL("deepseek"), keyOK, "deepseek", model); err != nil {
+		t.Fatalf("check: %v", err)
+	}
+	if got := s.Calls() - calls; got != 2 {
+		t.Errorf("check made %d calls, want 2 (models + chat)", got)
+	}
+	for key, want := range map[string]failure.Class{keyInvalid: failure.InvalidKey, keyBanned: failure.KeyBanned,
+		keyQuota: failure.NoQuota, keyRate: failure.RateLimited} {
+		if err := p.Check(ctx, s.BaseURL("deepseek"), key, "deepseek", model); failure.ClassOf(err) != want {
+			t.Errorf("%s: %v, want %s", key[:12], err, want)
+		}
+	}
+	// A key whose quota runs out after import fails the next check and passes once topped up.
+	key := "sk-simcheck-0123456789abcdef"
+	s.AddKey(key, upstreamsim.ModeOK)
+	s.SetMode(key, upstreamsim.ModeNoQuota)
+	if err := p.Check(ctx, s.BaseURL("deepseek"), key, "deepseek", model); failure.ClassOf(err) != failure.NoQuota {
+		t.Errorf("no quota: %v", err)
+	}
+	s.SetMode(key, upstreamsim.ModeOK)
+	if err := p.Check(ctx, s.BaseURL("deepseek"), key, "deepseek", model); err != nil {
+		t.Errorf("recovered: %v", err)
+	}
+	if err := p.Check(ctx, s.BaseURL("deepseek"), keyOK, "deepseek", "no-such-model"); failure.ClassOf(err) != failure.ModelNotFound {
+		t.Errorf("unknown model: %v", err)
+	}
+	// kimi_coding lists no models: the chat decides.
+	if err := p.Check(ctx, s.BaseURL("kimi_coding"), keyOK, "kimi_coding", firstChatModel(t, "kimi_coding")); err != nil {
+		t.Errorf("kimi_coding: %v", err)
+	}
+}

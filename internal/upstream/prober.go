@@ -226,6 +226,29 @@ func (p *Prober) Chat(ctx context.Context, baseURL, apiKey, providerID, model st
 	return err
 }
 
+// Check is the cheap re-verification of an imported key: GET {base}/models, where key
+// problems (401, 402, 403, 429) show first, then a 1-token chat completion with model (the
+// upstream model the account maps, e.g. the item's smoke model). A relay without a usable
+// model list is judged by the chat alone. It returns nil when both pass, else the
+// classified failure, like Probe.
+func (p *Prober) Check(ctx context.Context, baseURL, apiKey, providerID, model string) error {
+	tg, err := p.prepare(baseURL, "", apiKey, providerID)
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(model) == "" {
+		return failure.New(failure.ModelNotFound, "no model given for the chat check")
+	}
+	if _, _, err := p.listModels(ctx, tg); err != nil {
+		var le *listError
+		if !errors.As(err, &le) {
+			return err
+		}
+	}
+	_, err = p.chat(ctx, tg, strings.TrimSpace(model))
+	return err
+}
+
 // chatCandidates lists resolved chat models, smoke model first; the others are fallbacks
 // when the smoke model turns out not to be served.
 func (p *Prober) chatCandidates(providerID string, r catalog.Resolution) []string {
