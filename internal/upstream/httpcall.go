@@ -34,6 +34,9 @@ type request struct {
 	key       string
 	body      any  // JSON-encoded when non-nil
 	anthropic bool // send x-api-key and anthropic-version as well as Bearer
+	// private marks an answer that describes the account holder (name, e-mail): its body
+	// is not previewed in the evidence, only status and latency are.
+	private bool
 }
 
 // hostLimiter bounds concurrent calls per upstream hostname, so that a batch of many keys
@@ -108,7 +111,11 @@ func (p *Prober) do(ctx context.Context, r request) (*answer, error) {
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	ex.Status = resp.StatusCode
 	ex.Latency = time.Since(start)
-	ex.Preview = previewOf(evidence.Redact(headOf(body, 2*evidence.PreviewLimit), r.key))
+	if r.private {
+		ex.Preview = "(body not recorded: it describes the account holder)"
+	} else {
+		ex.Preview = previewOf(evidence.Redact(headOf(body, 2*evidence.PreviewLimit), r.key))
+	}
 	if err != nil {
 		ex.Error = evidence.Redact(err.Error(), r.key)
 		evidence.Record(ctx, ex)

@@ -112,6 +112,8 @@ type target struct {
 	key       string
 	prov      *catalog.Provider
 	scope     *catalog.Scope // region and plan of the model list; nil = not known
+	region    string         // region of the base's surface, "" when not known
+	plan      bool           // the base is a subscription-plan surface
 }
 
 func (p *Prober) prepare(baseURL, anthropicBase, key, providerID string) (target, error) {
@@ -130,7 +132,8 @@ func (p *Prober) prepare(baseURL, anthropicBase, key, providerID string) (target
 	if !ok {
 		prov, _ = p.cat.Provider(catalog.OpenAICompatible)
 	}
-	tg := target{base: n.BaseURL, anthropic: strings.TrimRight(strings.TrimSpace(anthropicBase), "/"), key: strings.TrimSpace(key), prov: prov}
+	tg := target{base: n.BaseURL, anthropic: strings.TrimRight(strings.TrimSpace(anthropicBase), "/"), key: strings.TrimSpace(key), prov: prov,
+		region: n.Region, plan: n.Plan}
 	if det.ProviderID == prov.ID {
 		tg.scope = p.cat.ScopeOf(n, det)
 	}
@@ -218,6 +221,29 @@ func (p *Prober) Chat(ctx context.Context, baseURL, apiKey, providerID, model st
 	}
 	if strings.TrimSpace(model) == "" {
 		return failure.New(failure.ModelNotFound, "no model given for the chat probe")
+	}
+	_, err = p.chat(ctx, tg, strings.TrimSpace(model))
+	return err
+}
+
+// Check is the cheap re-verification of an imported key: GET {base}/models, where key
+// problems (401, 402, 403, 429) show first, then a 1-token chat completion with model (the
+// upstream model the account maps, e.g. the item's smoke model). A relay without a usable
+// model list is judged by the chat alone. It returns nil when both pass, else the
+// classified failure, like Probe.
+func (p *Prober) Check(ctx context.Context, baseURL, apiKey, providerID, model string) error {
+	tg, err := p.prepare(baseURL, "", apiKey, providerID)
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(model) == "" {
+		return failure.New(failure.ModelNotFound, "no model given for the chat check")
+	}
+	if _, _, err := p.listModels(ctx, tg); err != nil {
+		var le *listError
+		if !errors.As(err, &le) {
+			return err
+		}
 	}
 	_, err = p.chat(ctx, tg, strings.TrimSpace(model))
 	return err

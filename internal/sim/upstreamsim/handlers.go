@@ -18,7 +18,16 @@ var relayModels = []string{"deepseek-v4-pro", "kimi-k2.6", "glm-5.1", "qwen3.8-m
 // route is a parsed request path.
 type route struct {
 	prov     *catalog.Provider
-	endpoint string // "models", "chat", "responses", "messages"
+	endpoint string // "models", "chat", "responses", "messages", "balance"
+}
+
+// balancePaths are the balance endpoints of the providers that offer one to API keys, as
+// paths below the provider's root (DeepSeek's sits at the root, beside /v1).
+var balancePaths = map[string]string{
+	"deepseek":    "/user/balance",
+	"kimi":        "/v1/users/me/balance",
+	"siliconflow": "/v1/user/info",
+	"stepfun":     "/v1/accounts",
 }
 
 // ServeHTTP dispatches /{provider}{default path}/models|chat/completions|responses and
@@ -56,7 +65,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	want := http.MethodPost
-	if rt.endpoint == "models" {
+	if rt.endpoint == "models" || rt.endpoint == "balance" {
 		want = http.MethodGet
 	}
 	if r.Method != want {
@@ -67,9 +76,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveModels(w, rt.prov)
 		return
 	}
+	if rt.endpoint == "balance" {
+		s.serveBalance(w, rt.prov, s.balance(key, mode))
+		return
+	}
 	if mode == ModeChatOnly && rt.endpoint != "chat" {
 		http.Error(w, "404 page not found", http.StatusNotFound)
 		return
+	}
+	// The money is gone: inference answers like ModeNoQuota.
+	if s.balance(key, mode) <= 0 && (mode == ModeOK || mode == ModeChatOnly || mode == ModeSlow) {
+		mode = ModeNoQuota
 	}
 	req, err := readRequest(r)
 	if err != nil {
@@ -135,6 +152,9 @@ func (s *Server) route(p string) (route, bool) {
 	base := prov.DefaultPath
 	if id == catalog.OpenAICompatible {
 		base = "/v1"
+	}
+	if bp, ok := balancePaths[id]; ok && tail == bp {
+		return route{prov: prov, endpoint: "balance"}, true
 	}
 	if ap, ok := prov.AnthropicPath(); ok && tail == ap+"/v1/messages" {
 		return route{prov: prov, endpoint: "messages"}, true

@@ -1,8 +1,8 @@
 // Package upstreamsim simulates the upstream providers of the catalog (DeepSeek, Kimi,
 // MiniMax, GLM, Qwen, ...) for tests and the demo: each serves its real model ids, chat
 // completions (plain, SSE and tool calls), /responses and the Anthropic endpoint where the
-// provider has them, and answers with the provider's real error bodies depending on the
-// mode of the key used.
+// provider has them, the balance endpoint where the provider has one, and answers with the
+// provider's real error bodies depending on the mode of the key used.
 package upstreamsim
 
 import (
@@ -42,6 +42,9 @@ const DefaultSlowDelay = 2 * time.Second
 // RetryAfterSeconds is the Retry-After value sent with simulated 429 rate limits.
 const RetryAfterSeconds = 7
 
+// DefaultBalance is the balance a key has until SetBalance changes it.
+const DefaultBalance = 100.0
+
 // Options configure a Server.
 type Options struct {
 	Latency time.Duration // added to every answer
@@ -56,12 +59,14 @@ type Options struct {
 // Server is a set of simulated providers behind one HTTP handler. It is safe for
 // concurrent use.
 type Server struct {
-	opts  Options
-	cat   *catalog.Catalog
-	mu    sync.RWMutex
-	keys  map[string]KeyMode
-	calls atomic.Int64
-	seq   atomic.Int64
+	opts Options
+	cat  *catalog.Catalog
+	mu   sync.RWMutex
+	keys map[string]KeyMode
+	// balances holds the balances set with SetBalance; other keys have DefaultBalance.
+	balances map[string]float64
+	calls    atomic.Int64
+	seq      atomic.Int64
 
 	url  string
 	srv  *http.Server
@@ -70,7 +75,7 @@ type Server struct {
 
 // New returns a Server that is not listening; use it as an http.Handler or call Start.
 func New(opts Options) *Server {
-	s := &Server{opts: opts, cat: opts.Catalog, keys: map[string]KeyMode{}}
+	s := &Server{opts: opts, cat: opts.Catalog, keys: map[string]KeyMode{}, balances: map[string]float64{}}
 	if s.cat == nil {
 		s.cat = catalog.Default()
 	}
@@ -124,6 +129,33 @@ func (s *Server) SetKeyMode(key string, mode KeyMode) {
 	s.mu.Lock()
 	s.keys[key] = mode
 	s.mu.Unlock()
+}
+
+// SetMode is SetKeyMode: switch a key to ModeNoQuota (402 and the provider's other
+// no-balance answers on inference) and back to ModeOK.
+func (s *Server) SetMode(key string, mode KeyMode) { s.SetKeyMode(key, mode) }
+
+// SetBalance sets the balance the key's balance endpoint reports (in the currency of the
+// provider's site). At or below zero, inference answers like ModeNoQuota, as the real
+// providers do once the money is gone, until the balance is positive again.
+func (s *Server) SetBalance(key string, amount float64) {
+	s.mu.Lock()
+	s.balances[key] = amount
+	s.mu.Unlock()
+}
+
+// balance is what the key's balance endpoint reports: a ModeNoQuota key has nothing left.
+func (s *Server) balance(key string, mode KeyMode) float64 {
+	s.mu.RLock()
+	b, ok := s.balances[key]
+	s.mu.RUnlock()
+	if !ok {
+		b = DefaultBalance
+	}
+	if mode == ModeNoQuota && b > 0 {
+		return 0
+	}
+	return b
 }
 
 func (s *Server) mode(key string) (KeyMode, bool) {

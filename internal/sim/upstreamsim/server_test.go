@@ -265,3 +265,57 @@ func TestServeHTTPWithoutStartAndConcurrency(t *testing.T) {
 	}
 	s.Close() // no-op without Start
 }
+
+func TestBalanceEndpoints(t *testing.T) {
+	s := start(t, Options{})
+	for id, path := range map[string]string{
+		"deepseek":    "/deepseek/user/balance",
+		"kimi":        "/kimi/v1/users/me/balance",
+		"siliconflow": "/siliconflow/v1/user/info",
+		"stepfun":     "/stepfun/v1/accounts",
+	} {
+		s.SetBalance(testKey, 12.5)
+		st, _, body := call(t, "GET", s.URL()+path, testKey, "", nil)
+		if st != 200 || !strings.Contains(body, "12.5") {
+			t.Errorf("%s: %d %s", id, st, body)
+		}
+		if st, _, _ := call(t, "POST", s.URL()+path, testKey, "{}", nil); st != 404 {
+			t.Errorf("%s: POST answered %d", id, st)
+		}
+		if st, _, _ := call(t, "GET", s.URL()+path, "sk-unknown-key-000000000000", "", nil); st != 401 {
+			t.Errorf("%s: unknown key answered %d", id, st)
+		}
+	}
+	// The documented field names, as the provider spells them.
+	_, _, body := call(t, "GET", s.URL()+"/deepseek/user/balance", testKey, "", nil)
+	for _, f := range []string{`"is_available":true`, `"total_balance":"12.50"`, `"granted_balance"`, `"topped_up_balance"`, `"currency":"CNY"`} {
+		if !strings.Contains(body, f) {
+			t.Errorf("deepseek balance lacks %s: %s", f, body)
+		}
+	}
+	_, _, body = call(t, "GET", s.URL()+"/kimi/v1/users/me/balance", testKey, "", nil)
+	for _, f := range []string{`"available_balance":12.5`, `"voucher_balance":0`, `"cash_balance":12.5`, `"code":0`} {
+		if !strings.Contains(body, f) {
+			t.Errorf("kimi balance lacks %s: %s", f, body)
+		}
+	}
+	// Providers without a balance endpoint answer 404.
+	if st, _, _ := call(t, "GET", s.URL()+"/glm/api/paas/v4/user/balance", testKey, "", nil); st != 404 {
+		t.Errorf("glm balance answered %d", st)
+	}
+
+	// No money left: inference answers the provider's no-balance error; topped up, it works.
+	s.SetBalance(testKey, 0)
+	chat := `{"model":"deepseek-v4-pro","messages":[{"role":"user","content":"hi"}],"max_tokens":1}`
+	if st, _, body := call(t, "POST", s.BaseURL("deepseek")+"/chat/completions", testKey, chat, nil); st != 402 || !strings.Contains(body, "Insufficient Balance") {
+		t.Errorf("zero balance chat: %d %s", st, body)
+	}
+	_, _, body = call(t, "GET", s.URL()+"/deepseek/user/balance", testKey, "", nil)
+	if !strings.Contains(body, `"is_available":false`) {
+		t.Errorf("zero balance: %s", body)
+	}
+	s.SetBalance(testKey, 1)
+	if st, _, body := call(t, "POST", s.BaseURL("deepseek")+"/chat/completions", testKey, chat, nil); st != 200 {
+		t.Errorf("topped-up chat: %d %s", st, body)
+	}
+}
