@@ -78,8 +78,8 @@ func TestDockerCompose(t *testing.T) {
 	}
 
 	vars := map[string]string{"REDIS_PASSWORD": "0a1b2c3d4e5f60718293a4b5c6d7e8f9", "CRM_API_TOKEN": "compose-token-0123456789abcdef",
-		"CRM_MASTER_KEY": "compose-master-key-0123456789abcdef"}
-	for _, name := range []string{"redis", "api", "worker"} {
+		"CRM_MASTER_KEY": "compose-master-key-0123456789abcdef", "POSTGRES_PASSWORD": "5f4e3d2c1b0a99887766554433221100"}
+	for _, name := range []string{"redis", "postgres", "api", "worker"} {
 		svc, ok := cf.Services[name]
 		if !ok {
 			t.Fatalf("no %s service", name)
@@ -94,8 +94,11 @@ func TestDockerCompose(t *testing.T) {
 			}
 			continue
 		}
-		if svc.DependsOn["redis"].Condition != "service_healthy" {
-			t.Errorf("%s does not wait for a healthy redis", name)
+		if name == "postgres" {
+			continue
+		}
+		if svc.DependsOn["redis"].Condition != "service_healthy" || svc.DependsOn["postgres"].Condition != "service_healthy" {
+			t.Errorf("%s does not wait for a healthy redis and postgres", name)
 		}
 		if _, ok := svc.Environment["CRM_REDIS_ADDR"]; ok {
 			t.Errorf("%s still uses CRM_REDIS_ADDR", name)
@@ -117,6 +120,44 @@ func TestDockerCompose(t *testing.T) {
 		}
 		if conn.String() != "redis://crm:xxxxx@redis:6379/0" {
 			t.Errorf("%s Redis %s", name, conn)
+		}
+		// Several processes share the store: PostgreSQL, never one SQLite file.
+		if !strings.HasPrefix(c.DatabaseURL, "postgres://crm:"+vars["POSTGRES_PASSWORD"]+"@postgres:5432/crm") {
+			t.Errorf("%s database %q: want the compose PostgreSQL", name, c.DatabaseURL)
+		}
+	}
+}
+
+// The image's build context holds what the Dockerfile copies and builds, and the data
+// directory the compose volume mounts belongs to the user the processes run as.
+func TestDockerfile(t *testing.T) {
+	raw, err := os.ReadFile("../../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	df := string(raw)
+	for _, path := range []string{"go.mod", "go.sum", "cmd/api", "cmd/worker"} {
+		if _, err := os.Stat("../../" + path); err != nil {
+			t.Errorf("the Dockerfile needs %s in the build context: %v", path, err)
+		}
+	}
+	for _, want := range []string{"./cmd/api", "./cmd/worker", "USER nonroot", "--chown=65532:65532 /out/data /data"} {
+		if !strings.Contains(df, want) {
+			t.Errorf("Dockerfile lacks %q", want)
+		}
+	}
+	if i, j := strings.Index(df, "--chown=65532:65532 /out/data /data"), strings.Index(df, "USER nonroot"); i > j {
+		t.Errorf("the data directory is created after switching to the nonroot user")
+	}
+	// What .dockerignore leaves out must not be what the build needs.
+	if ign, err := os.ReadFile("../../.dockerignore"); err == nil {
+		for _, line := range strings.Split(string(ign), "\n") {
+			line = strings.TrimSpace(line)
+			for _, need := range []string{"go.mod", "go.sum", "cmd", "internal", "jobs", "migrations"} {
+				if line == need || line == need+"/" {
+					t.Errorf(".dockerignore leaves out %s, which the build needs", need)
+				}
+			}
 		}
 	}
 }
