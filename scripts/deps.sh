@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian/Ubuntu machine:
+#  - node and npm when npx is missing (the OpenAPI lint runs @redocly/cli through npx);
 #  - redis-server built with TLS (the tests start private instances of it: plain, with an
 #    ACL user, TLS-only with a generated CA, and master + replica + sentinel through
 #    `redis-server --sentinel`, so the separate redis-sentinel package is not needed);
@@ -45,6 +46,12 @@ if ! redis_has_tls; then
   echo "redis-server on PATH ($(command -v redis-server)) has no TLS support; installing Debian's"
   apt_install redis-server
   redis_has_tls || { echo "redis-server still lacks TLS support (TestRedisTLS* needs it)" >&2; exit 1; }
+fi
+
+# --- node and npm (the OpenAPI lint runs @redocly/cli through npx) ------------------
+if ! command -v npx >/dev/null 2>&1; then
+  apt_install nodejs npm
+  command -v npx >/dev/null 2>&1 || { echo "npx still missing after installing nodejs and npm" >&2; exit 1; }
 fi
 
 # --- chromium (the headless-browser test, internal/browser) -------------------------
