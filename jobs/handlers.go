@@ -12,11 +12,12 @@ import (
 
 	"github.com/cn-relay-manager/cn-relay-manager/internal/metrics"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/pipeline"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/step"
 )
 
 // StepRunner runs one pipeline step; *pipeline.Engine satisfies it.
 type StepRunner interface {
-	Run(ctx context.Context, step, itemID string, seq int) (pipeline.Decision, error)
+	Run(ctx context.Context, name, itemID string, seq int) (pipeline.Decision, error)
 }
 
 // Handlers connects asynq tasks to the pipeline.
@@ -29,8 +30,8 @@ type Handlers struct {
 // Mux returns the asynq handler for every task type this process serves.
 func (h *Handlers) Mux() *asynq.ServeMux {
 	mux := asynq.NewServeMux()
-	for _, step := range []string{TypeImport, TypeAccountProbe, TypeAccessClosure} {
-		mux.HandleFunc(step, h.handleStep)
+	for _, s := range step.Table {
+		mux.HandleFunc(s.Name, h.handleStep)
 	}
 	return mux
 }
@@ -60,13 +61,13 @@ func (h *Handlers) handleStep(ctx context.Context, t *asynq.Task) error {
 }
 
 // stepOutcome names what a step run led to, for crm_step_duration_seconds.
-func stepOutcome(step string, dec pipeline.Decision, err error) string {
+func stepOutcome(name string, dec pipeline.Decision, err error) string {
 	switch {
 	case err != nil:
 		return metrics.OutcomeError
 	case dec.Next == "":
 		return metrics.OutcomeFinished
-	case dec.Next == step:
+	case dec.Next == name:
 		return metrics.OutcomeRescheduled
 	default:
 		return metrics.OutcomeAdvanced

@@ -13,13 +13,11 @@ import (
 	"github.com/hibiken/asynq"
 )
 
-// Task types. The three item steps share their names with pipeline steps.
+// Task types of the batch- and host-level operations. The item steps' task types are
+// their names in the step table (internal/step).
 const (
-	TypeImport        = "import"
-	TypeAccountProbe  = "account-probe"
-	TypeAccessClosure = "access-closure"
-	TypeReconcile     = "reconcile"
-	TypeRollback      = "rollback"
+	TypeReconcile = "reconcile"
+	TypeRollback  = "rollback"
 )
 
 // QueueName is the single queue used; ordering between items is not needed.

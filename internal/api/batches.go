@@ -15,6 +15,7 @@ import (
 
 	"github.com/cn-relay-manager/cn-relay-manager/internal/catalog"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/step"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 	"github.com/cn-relay-manager/cn-relay-manager/jobs"
 )
@@ -263,7 +264,7 @@ func (s *Server) buildItem(i int, in itemRequest) (*store.Item, []string, error)
 	return &store.Item{Name: name, BaseURL: catalog.WithoutQuery(in.BaseURL), NormalizedURL: norm.BaseURL, ProviderHint: strings.TrimSpace(in.Provider),
 		AnthropicBaseURL: norm.AnthropicBase, Provider: ip.Detection.ProviderID, DetectedBy: ip.Detection.By, SuggestedProvider: ip.Detection.Suggested,
 		APIKeyEnc: sealed, KeyMasked: secret.Mask(key), KeyFingerprint: s.Box.Fingerprint(key),
-		RequestedModels: models, Step: jobs.TypeImport}, ip.Notes, nil
+		RequestedModels: models, Step: step.Import}, ip.Notes, nil
 }
 
 // truncateText cuts s to at most n bytes without splitting a character.

@@ -24,8 +24,8 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/cn-relay-manager/cn-relay-manager/internal/catalog"
-	"github.com/cn-relay-manager/cn-relay-manager/internal/pipeline"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/step"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 	"github.com/cn-relay-manager/cn-relay-manager/jobs"
 )
@@ -60,7 +60,7 @@ func (l ledgerChecker) CheckRollback(ctx context.Context, batchID string) error 
 		return err
 	}
 	if len(rows) == 0 {
-		return pipeline.ErrNothingRecorded
+		return store.ErrNothingRecorded
 	}
 	return nil
 }
@@ -299,7 +299,7 @@ func TestOpenAPIDocumentMatchesRealResponses(t *testing.T) {
 	seq := it.Seq
 	it.Status, it.FailureClass, it.FailureMessage = store.ItemFailed, "rate_limited", "429 from the provider"
 	now := time.Now().UTC()
-	if err := st.CompleteStep(ctx, it, seq, &store.Attempt{Step: jobs.TypeImport, Seq: seq, Number: 1, Outcome: store.OutcomeFailed,
+	if err := st.CompleteStep(ctx, it, seq, &store.Attempt{Step: step.Import, Seq: seq, Number: 1, Outcome: store.OutcomeFailed,
 		FailureClass: "rate_limited", Message: "429", StartedAt: now, FinishedAt: now,
 		Evidence: []store.Exchange{{Target: "upstream", Method: "GET", Path: "/v1/models", Status: 429, LatencyMS: 12, Preview: `{"error":"****"}`, At: now}}}); err != nil {
 		t.Fatal(err)

@@ -6,8 +6,8 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/cn-relay-manager/cn-relay-manager/internal/pipeline"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/step"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 	"github.com/cn-relay-manager/cn-relay-manager/jobs"
 )
@@ -22,7 +22,7 @@ func (s *Server) RetryBatch(ctx context.Context, batchID string) (int, error) {
 	if _, err := s.Store.GetBatch(ctx, batchID); err != nil {
 		return 0, err
 	}
-	items, err := s.Store.RetryFailed(ctx, batchID, jobs.TypeImport)
+	items, err := s.Store.RetryFailed(ctx, batchID, step.Import)
 	if err != nil {
 		return 0, err
 	}
@@ -47,7 +47,7 @@ func (s *Server) CancelBatch(ctx context.Context, batchID string) (int, error) {
 func (s *Server) RollbackBatch(ctx context.Context, batchID string) error {
 	if s.Rollbacks != nil {
 		if err := s.Rollbacks.CheckRollback(ctx, batchID); err != nil {
-			if errors.Is(err, pipeline.ErrNothingRecorded) {
+			if errors.Is(err, store.ErrNothingRecorded) {
 				return &APIError{Status: fiber.StatusConflict, Code: "nothing_to_roll_back", Message: err.Error()}
 			}
 			return err
@@ -105,7 +105,7 @@ func (s *Server) ImportDryRun(ctx context.Context, batchID string) (string, erro
 	for _, it := range items {
 		copies = append(copies, &store.Item{Name: it.Name, BaseURL: it.BaseURL, NormalizedURL: it.NormalizedURL, ProviderHint: it.ProviderHint,
 			AnthropicBaseURL: it.AnthropicBaseURL, Provider: it.Provider, DetectedBy: it.DetectedBy, SuggestedProvider: it.SuggestedProvider,
-			APIKeyEnc: it.APIKeyEnc, KeyMasked: it.KeyMasked, KeyFingerprint: it.KeyFingerprint, RequestedModels: it.RequestedModels, Step: jobs.TypeImport})
+			APIKeyEnc: it.APIKeyEnc, KeyMasked: it.KeyMasked, KeyFingerprint: it.KeyFingerprint, RequestedModels: it.RequestedModels, Step: step.Import})
 	}
 	if err := s.Store.CreateBatch(ctx, nb, copies); err != nil {
 		return "", err

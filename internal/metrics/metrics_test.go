@@ -18,6 +18,7 @@ import (
 	"github.com/cn-relay-manager/cn-relay-manager/internal/evidence"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/metrics"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/pipeline"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/step"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 	"github.com/cn-relay-manager/cn-relay-manager/jobs"
 )
@@ -26,14 +27,14 @@ var _ metrics.QueueInspector = (*asynq.Inspector)(nil)
 
 type fakeRunner struct{}
 
-func (fakeRunner) Run(_ context.Context, step, itemID string, seq int) (pipeline.Decision, error) {
+func (fakeRunner) Run(_ context.Context, name, itemID string, seq int) (pipeline.Decision, error) {
 	switch itemID {
 	case "boom":
 		return pipeline.Decision{}, errors.New("database went away")
 	case "wait":
-		return pipeline.Decision{ItemID: itemID, Next: step, Seq: seq + 1, Delay: time.Hour}, nil
+		return pipeline.Decision{ItemID: itemID, Next: name, Seq: seq + 1, Delay: time.Hour}, nil
 	}
-	return pipeline.Decision{ItemID: itemID, Next: jobs.TypeAccountProbe, Seq: seq + 1, Delay: time.Hour}, nil
+	return pipeline.Decision{ItemID: itemID, Next: step.AccountProbe, Seq: seq + 1, Delay: time.Hour}, nil
 }
 
 type nopEnqueuer struct{}
@@ -80,8 +81,8 @@ func TestExpositionAfterActivity(t *testing.T) {
 	}
 	b := &store.Batch{HostID: h.ID, Mode: "none"}
 	items := []*store.Item{
-		{Name: "a", BaseURL: "https://api.deepseek.com", APIKeyEnc: "v1:x", KeyMasked: "sk-abc...6789", KeyFingerprint: "f1", Step: jobs.TypeImport},
-		{Name: "b", BaseURL: "https://api.deepseek.com", APIKeyEnc: "v1:y", KeyMasked: "sk-abc...6780", KeyFingerprint: "f2", Step: jobs.TypeImport},
+		{Name: "a", BaseURL: "https://api.deepseek.com", APIKeyEnc: "v1:x", KeyMasked: "sk-abc...6789", KeyFingerprint: "f1", Step: step.Import},
+		{Name: "b", BaseURL: "https://api.deepseek.com", APIKeyEnc: "v1:y", KeyMasked: "sk-abc...6780", KeyFingerprint: "f2", Step: step.Import},
 	}
 	if err := st.CreateBatch(ctx, b, items); err != nil {
 		t.Fatal(err)
@@ -93,7 +94,7 @@ func TestExpositionAfterActivity(t *testing.T) {
 	seq := it.Seq
 	it.Status, it.FailureClass = store.ItemFailed, "rate_limited"
 	now := time.Now()
-	if err := st.CompleteStep(ctx, it, seq, &store.Attempt{Step: jobs.TypeImport, Seq: seq, Number: 1, Outcome: store.OutcomeFailed,
+	if err := st.CompleteStep(ctx, it, seq, &store.Attempt{Step: step.Import, Seq: seq, Number: 1, Outcome: store.OutcomeFailed,
 		FailureClass: "rate_limited", StartedAt: now, FinishedAt: now}); err != nil {
 		t.Fatal(err)
 	}
@@ -108,10 +109,10 @@ func TestExpositionAfterActivity(t *testing.T) {
 	client := asynq.NewClient(conn)
 	defer client.Close()
 	q := &jobs.Queue{Client: client}
-	if err := q.EnqueueStep(ctx, jobs.TypeImport, "i1", 0, time.Now()); err != nil {
+	if err := q.EnqueueStep(ctx, step.Import, "i1", 0, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if err := q.EnqueueStep(ctx, jobs.TypeImport, "i2", 0, time.Now().Add(time.Hour)); err != nil {
+	if err := q.EnqueueStep(ctx, step.Import, "i2", 0, time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -126,7 +127,7 @@ func TestExpositionAfterActivity(t *testing.T) {
 	mux := hd.Mux()
 	for _, id := range []string{"ok", "wait", "boom", ""} {
 		p, _ := json.Marshal(jobs.StepPayload{ItemID: id, Seq: 1})
-		_ = mux.ProcessTask(ctx, asynq.NewTask(jobs.TypeImport, p))
+		_ = mux.ProcessTask(ctx, asynq.NewTask(step.Import, p))
 	}
 
 	body := scrape(t, metrics.Default)

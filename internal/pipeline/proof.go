@@ -7,6 +7,7 @@ import (
 
 	"github.com/cn-relay-manager/cn-relay-manager/internal/failure"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/host"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/step"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 )
 
@@ -30,14 +31,14 @@ func (e *Engine) proveAccount(ctx context.Context, sc *stepContext, key string) 
 	}
 	accID, ok, err := e.ledgerID(ctx, sc, store.TypeAccount, accountName(sc))
 	if err != nil {
-		return e.retryOrFail(sc, StepAccessClosure, store.ItemVerifying, err)
+		return e.retryOrFail(sc, step.AccessClosure, store.ItemVerifying, err)
 	}
 	if !ok {
 		return result{outcome: store.OutcomeFailed, class: failure.Internal, status: store.ItemFailed, message: "the ledger holds no account for this item"}
 	}
 	alias := proofAlias(it)
 	if err := e.setProofAlias(ctx, sc, accID, true); err != nil {
-		return e.hostFailure(sc, StepAccessClosure, store.ItemVerifying, err)
+		return e.hostFailure(sc, step.AccessClosure, store.ItemVerifying, err)
 	}
 	chat, err := sc.client.GatewayChat(ctx, key, host.ChatRequest{Model: alias, Prompt: "Reply with one word: ok", MaxTokens: 1})
 	if err != nil {
@@ -48,7 +49,7 @@ func (e *Engine) proveAccount(ctx context.Context, sc *stepContext, key string) 
 		return res
 	}
 	if err := e.setProofAlias(ctx, sc, accID, false); err != nil {
-		return e.hostFailure(sc, StepAccessClosure, store.ItemVerifying, err)
+		return e.hostFailure(sc, step.AccessClosure, store.ItemVerifying, err)
 	}
 	it.KeyProof = store.KeyProofGatewayAlias
 	it.SmokePreview = truncate(fmt.Sprintf("%d %s %s", chat.Status, mediaType(chat.ContentType), strings.TrimSpace(chat.Content)), 120)

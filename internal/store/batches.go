@@ -34,7 +34,7 @@ func (s *Store) CreateBatch(ctx context.Context, b *Batch, items []*Item) error 
 	}
 	return s.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		if _, err := tx.NewInsert().Model(b).Exec(ctx); err != nil {
-			return fmt.Errorf("insert batch: %w", err)
+			return writeError("insert batch", err)
 		}
 		// Chunk the insert: SQLite limits bound parameters per statement.
 		const chunk = 200
@@ -42,7 +42,7 @@ func (s *Store) CreateBatch(ctx context.Context, b *Batch, items []*Item) error 
 			j := min(i+chunk, len(items))
 			part := items[i:j]
 			if _, err := tx.NewInsert().Model(&part).Exec(ctx); err != nil {
-				return fmt.Errorf("insert items %d..%d: %w", i, j-1, err)
+				return writeError(fmt.Sprintf("insert items %d..%d", i, j-1), err)
 			}
 		}
 		return nil

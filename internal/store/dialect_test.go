@@ -441,3 +441,27 @@ func TestSQLitePragmasKept(t *testing.T) {
 		t.Fatal("foreign key not enforced")
 	}
 }
+
+// A duplicate insert is ErrConflict on both databases, recognised by the driver's error
+// code (SQLite's extended result code, PostgreSQL's SQLSTATE), and other failures are not.
+func TestUniqueViolationIsErrConflict(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		h, _, _ := seedBatch(t, s, 1)
+		run := &ReconcileRun{HostID: h.ID, Slot: "202601010000"}
+		if err := s.CreateReconcileRun(ctx, run); err != nil {
+			t.Fatal(err)
+		}
+		again := &ReconcileRun{HostID: h.ID, Slot: "202601010000", Status: RunSkipped}
+		if err := s.CreateReconcileRun(ctx, again); !errors.Is(err, ErrConflict) {
+			t.Fatalf("second run of one slot: %v, want ErrConflict", err)
+		}
+		dup := &ReconcileRun{ID: run.ID, HostID: h.ID, Status: RunSkipped}
+		if err := s.CreateReconcileRun(ctx, dup); !errors.Is(err, ErrConflict) {
+			t.Fatalf("same primary key: %v, want ErrConflict", err)
+		}
+		if isUniqueViolation(errors.New("UNIQUE constraint failed: duplicate key")) {
+			t.Fatal("an error is classified by its text")
+		}
+	})
+}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/cn-relay-manager/cn-relay-manager/internal/failure"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/host"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/step"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 )
 
@@ -17,7 +18,7 @@ func (e *Engine) runAccessClosure(ctx context.Context, sc *stepContext) result {
 	it := sc.item
 	groupID, ok, err := e.ledgerID(ctx, sc, store.TypeGroup, groupOf(it))
 	if err != nil {
-		return e.retryOrFail(sc, StepAccessClosure, store.ItemClosingAccess, err)
+		return e.retryOrFail(sc, step.AccessClosure, store.ItemClosingAccess, err)
 	}
 	if !ok {
 		return result{outcome: store.OutcomeFailed, class: failure.Internal, status: store.ItemFailed, message: "the ledger holds no group for this item"}
@@ -32,17 +33,17 @@ func (e *Engine) runAccessClosure(ctx context.Context, sc *stepContext) result {
 		err = e.use(ctx, sc, store.TypeUser, e.Settings.ManagedUserEmail)
 	}
 	if err != nil {
-		return e.hostFailure(sc, StepAccessClosure, store.ItemClosingAccess, err)
+		return e.hostFailure(sc, step.AccessClosure, store.ItemClosingAccess, err)
 	}
 	switch sc.batch.Mode {
 	case ModeSubscription:
 		// Assign before creating the key: key binding checks for an active subscription.
 		if err := e.ensureSubscription(ctx, sc, user.ID, groupID); err != nil {
-			return e.hostFailure(sc, StepAccessClosure, store.ItemClosingAccess, err)
+			return e.hostFailure(sc, step.AccessClosure, store.ItemClosingAccess, err)
 		}
 	default:
 		if err := e.ensureBalance(ctx, sc, user); err != nil {
-			return e.hostFailure(sc, StepAccessClosure, store.ItemClosingAccess, err)
+			return e.hostFailure(sc, step.AccessClosure, store.ItemClosingAccess, err)
 		}
 	}
 	var key string
@@ -52,7 +53,7 @@ func (e *Engine) runAccessClosure(ctx context.Context, sc *stepContext) result {
 		return err
 	})
 	if err != nil {
-		return e.hostFailure(sc, StepAccessClosure, store.ItemClosingAccess, err)
+		return e.hostFailure(sc, step.AccessClosure, store.ItemClosingAccess, err)
 	}
 	it.AccessStatus = "key_bound"
 	if res, ok := e.smoke(ctx, sc, key); !ok {
@@ -93,7 +94,7 @@ func (e *Engine) smoke(ctx context.Context, sc *stepContext, key string) (res re
 		return e.smokeFailure(ctx, sc, "GET /v1/models", err), false
 	}
 	if !contains(models, it.SmokeModel) {
-		return e.waitOrTimeout(sc, StepAccessClosure, store.ItemVerifying,
+		return e.waitOrTimeout(sc, step.AccessClosure, store.ItemVerifying,
 			fmt.Sprintf("/v1/models does not list %s yet (host lists %d models)", it.SmokeModel, len(models)), failure.ConfirmationTimeout), false
 	}
 	chat, err := sc.client.GatewayChat(ctx, key, host.ChatRequest{Model: it.SmokeModel, Prompt: "Reply with one word: ok", MaxTokens: 1})
@@ -110,12 +111,12 @@ func (e *Engine) smoke(ctx context.Context, sc *stepContext, key string) (res re
 func (e *Engine) smokeFailure(ctx context.Context, sc *stepContext, call string, err error) result {
 	he, isHost := host.AsError(err)
 	if isHost && (he.Status == 0 || he.Status >= 500 && !sc.profile.IsWarmup(err)) && he.Code != "upstream_error" {
-		return e.hostFailure(sc, StepAccessClosure, store.ItemVerifying, err)
+		return e.hostFailure(sc, step.AccessClosure, store.ItemVerifying, err)
 	}
 	warming := isHost && (sc.profile.IsWarmup(err) || he.Status == 401 || he.Code == "model_not_found")
 	inWindow := sc.item.WindowDeadline != nil && e.now().Before(*sc.item.WindowDeadline)
 	if warming && inWindow {
-		return e.waitOrTimeout(sc, StepAccessClosure, store.ItemVerifying,
+		return e.waitOrTimeout(sc, step.AccessClosure, store.ItemVerifying,
 			fmt.Sprintf("%s answered %s; the host may still be warming up", call, describe(err)), failure.ConfirmationTimeout)
 	}
 	// Not a warm-up answer, or the window closed: gather direct upstream evidence now.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/cn-relay-manager/cn-relay-manager/internal/failure"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/host"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/step"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 )
 
@@ -17,13 +18,13 @@ func (e *Engine) runAccountProbe(ctx context.Context, sc *stepContext) result {
 	it := sc.item
 	accID, ok, err := e.ledgerID(ctx, sc, store.TypeAccount, accountName(sc))
 	if err != nil {
-		return e.retryOrFail(sc, StepAccountProbe, store.ItemConfirming, err)
+		return e.retryOrFail(sc, step.AccountProbe, store.ItemConfirming, err)
 	}
 	if !ok {
 		return result{outcome: store.OutcomeFailed, class: failure.Internal, status: store.ItemFailed,
 			message: "the ledger holds no account for this item"}
 	}
-	next, nextStatus := StepAccessClosure, store.ItemClosingAccess
+	next, nextStatus := step.AccessClosure, store.ItemClosingAccess
 	if sc.batch.Mode == ModeNone {
 		next, nextStatus = "", e.readyStatus(it)
 	}
@@ -35,7 +36,7 @@ func (e *Engine) runAccountProbe(ctx context.Context, sc *stepContext) result {
 	}
 	res, err := sc.client.TestAccount(ctx, accID, it.SmokeModel)
 	if err != nil {
-		return e.hostFailure(sc, StepAccountProbe, store.ItemConfirming, err)
+		return e.hostFailure(sc, step.AccountProbe, store.ItemConfirming, err)
 	}
 	if res.Success {
 		it.AccountStatus = "active"
@@ -47,7 +48,7 @@ func (e *Engine) runAccountProbe(ctx context.Context, sc *stepContext) result {
 		return e.policyRefused(sc, "account test: "+res.Error)
 	}
 	if isWarmupTestError(res.Error) {
-		return e.waitOrTimeout(sc, StepAccountProbe, store.ItemConfirming,
+		return e.waitOrTimeout(sc, step.AccountProbe, store.ItemConfirming,
 			"account test answered a warm-up failure: "+truncate(res.Error, 200), failure.ConfirmationTimeout)
 	}
 	// A real failure: ask the upstream directly which side is at fault.
@@ -79,11 +80,11 @@ func (e *Engine) runAccountProbe(ctx context.Context, sc *stepContext) result {
 func (e *Engine) confirmWithoutTest(ctx context.Context, sc *stepContext, accID int64, next, nextStatus string) result {
 	acc, err := sc.client.GetAccount(ctx, accID)
 	if err != nil {
-		return e.hostFailure(sc, StepAccountProbe, store.ItemConfirming, err)
+		return e.hostFailure(sc, step.AccountProbe, store.ItemConfirming, err)
 	}
 	sc.item.AccountStatus = acc.Status
 	if acc.Status != "active" {
-		return e.waitOrTimeout(sc, StepAccountProbe, store.ItemConfirming,
+		return e.waitOrTimeout(sc, step.AccountProbe, store.ItemConfirming,
 			fmt.Sprintf("account status is %q (%s)", acc.Status, truncate(acc.ErrorMessage, 160)), failure.ConfirmationTimeout)
 	}
 	msg := "account active; the host's account test cannot check chat-only upstreams on this version, so the end-user proof decides"
