@@ -22,9 +22,10 @@ type StepRunner interface {
 
 // Handlers connects asynq tasks to the pipeline.
 type Handlers struct {
-	Runner StepRunner
-	Queue  *Queue
-	Log    *slog.Logger
+	Runner  StepRunner
+	Queue   *Queue
+	Log     *slog.Logger
+	Metrics *metrics.Metrics // step durations (nil: not recorded)
 }
 
 // Mux returns the asynq handler for every task type this process serves.
@@ -40,11 +41,11 @@ func (h *Handlers) handleStep(ctx context.Context, t *asynq.Task) error {
 	var p StepPayload
 	start := time.Now()
 	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.ItemID == "" {
-		metrics.ObserveStep(t.Type(), metrics.OutcomeInvalid, time.Since(start))
+		h.Metrics.ObserveStep(t.Type(), metrics.OutcomeInvalid, time.Since(start))
 		return fmt.Errorf("bad %s payload: %w", t.Type(), asynq.SkipRetry)
 	}
 	dec, err := h.Runner.Run(ctx, t.Type(), p.ItemID, p.Seq)
-	metrics.ObserveStep(t.Type(), stepOutcome(t.Type(), dec, err), time.Since(start))
+	h.Metrics.ObserveStep(t.Type(), stepOutcome(t.Type(), dec, err), time.Since(start))
 	if err != nil {
 		h.Log.Warn("step failed; asynq will retry", "step", t.Type(), "item_id", p.ItemID, "seq", p.Seq, "error", err)
 		return err

@@ -30,17 +30,19 @@ type OperationHandlers struct {
 	Store *store.Store
 	Queue *Queue
 	Now   func() time.Time
+	// Metrics records each run's duration (nil: not recorded).
+	Metrics *metrics.Metrics
 }
 
 // Register adds the handlers to mux; each run is timed in crm_step_duration_seconds
 // under its task type.
 func (h *OperationHandlers) Register(mux *asynq.ServeMux) {
-	mux.HandleFunc(TypeRollback, timed(h.handleRollback))
-	mux.HandleFunc(TypeReconcile, timed(h.handleReconcile))
-	mux.HandleFunc(TypeReconcileTick, timed(h.handleTick))
+	mux.HandleFunc(TypeRollback, h.timed(h.handleRollback))
+	mux.HandleFunc(TypeReconcile, h.timed(h.handleReconcile))
+	mux.HandleFunc(TypeReconcileTick, h.timed(h.handleTick))
 }
 
-func timed(fn func(context.Context, *asynq.Task) error) func(context.Context, *asynq.Task) error {
+func (h *OperationHandlers) timed(fn func(context.Context, *asynq.Task) error) func(context.Context, *asynq.Task) error {
 	return func(ctx context.Context, t *asynq.Task) error {
 		start := time.Now()
 		err := fn(ctx, t)
@@ -48,7 +50,7 @@ func timed(fn func(context.Context, *asynq.Task) error) func(context.Context, *a
 		if err != nil {
 			outcome = metrics.OutcomeError
 		}
-		metrics.ObserveStep(t.Type(), outcome, time.Since(start))
+		h.Metrics.ObserveStep(t.Type(), outcome, time.Since(start))
 		return err
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/cn-relay-manager/cn-relay-manager/internal/batch"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/catalog"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/step"
@@ -190,8 +191,9 @@ func TestOpenAPIDocumentMatchesRealResponses(t *testing.T) {
 	}
 	box, _ := secret.NewBox("api-test-master-key-000")
 	var notReady atomic.Bool
-	s := &Server{Store: st, Queue: &jobs.Queue{Client: &fakeEnqueuer{}}, Box: box, Catalog: catalog.Default(), Prober: scriptedProber{},
-		Token: token, Log: slog.New(slog.NewJSONHandler(io.Discard, nil)), Rollbacks: ledgerChecker{st},
+	batches := &batch.Service{Store: st, Queue: &jobs.Queue{Client: &fakeEnqueuer{}}, Box: box, Catalog: catalog.Default(), Rollbacks: ledgerChecker{st}}
+	s := &Server{Store: st, Batches: batches, Box: box, Prober: scriptedProber{},
+		Token: token, Log: slog.New(slog.NewJSONHandler(io.Discard, nil)),
 		Ready: func(context.Context) error {
 			if notReady.Load() {
 				return errors.New("queue down")

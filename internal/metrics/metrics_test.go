@@ -23,7 +23,10 @@ import (
 	"github.com/cn-relay-manager/cn-relay-manager/jobs"
 )
 
-var _ metrics.QueueInspector = (*asynq.Inspector)(nil)
+var (
+	_ metrics.QueueInspector = (*asynq.Inspector)(nil)
+	_ metrics.ItemSource     = (*store.Store)(nil)
+)
 
 type fakeRunner struct{}
 
@@ -64,7 +67,7 @@ func wantLines(t *testing.T, body string, lines ...string) {
 
 // After some activity (items in the store, an attempt with a failure class, HTTP calls
 // seen by the evidence hook, step runs through the job handler, tasks in a real asynq
-// queue) every family is exposed on the Default registry, with no secret in it.
+// queue) every family is exposed on the process's registry, with no secret in it.
 func TestExpositionAfterActivity(t *testing.T) {
 	ctx := context.Background()
 	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "metrics.db"))
@@ -103,9 +106,12 @@ func TestExpositionAfterActivity(t *testing.T) {
 	conn := asynq.RedisClientOpt{Addr: mr.Addr()}
 	insp := asynq.NewInspector(conn)
 	defer insp.Close()
-	metrics.Default.SetSources(metrics.StoreSource{DB: st.DB}, insp)
+	m := metrics.New()
+	t.Cleanup(func() { evidence.SetObserver(nil) })
+	evidence.SetObserver(m.ObserveExchange)
+	m.SetSources(st, insp)
 	// Before anything was enqueued the queue does not exist in Redis: zeros, source up.
-	wantLines(t, scrape(t, metrics.Default), `crm_queue_depth{queue="default",state="pending"} 0`, `crm_scrape_source_up{source="queue"} 1`)
+	wantLines(t, scrape(t, m), `crm_queue_depth{queue="default",state="pending"} 0`, `crm_scrape_source_up{source="queue"} 1`)
 	client := asynq.NewClient(conn)
 	defer client.Close()
 	q := &jobs.Queue{Client: client}
@@ -123,14 +129,14 @@ func TestExpositionAfterActivity(t *testing.T) {
 	evidence.Record(ctx, evidence.Exchange{Target: "gateway", Method: "POST", Path: "/v1/chat/completions", Error: "dial tcp: refused"})
 
 	// Step runs through the real job handler.
-	hd := &jobs.Handlers{Runner: fakeRunner{}, Queue: &jobs.Queue{Client: nopEnqueuer{}}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	hd := &jobs.Handlers{Runner: fakeRunner{}, Queue: &jobs.Queue{Client: nopEnqueuer{}}, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: m}
 	mux := hd.Mux()
 	for _, id := range []string{"ok", "wait", "boom", ""} {
 		p, _ := json.Marshal(jobs.StepPayload{ItemID: id, Seq: 1})
 		_ = mux.ProcessTask(ctx, asynq.NewTask(step.Import, p))
 	}
 
-	body := scrape(t, metrics.Default)
+	body := scrape(t, m)
 	wantLines(t, body,
 		`crm_items{state="submitted"} 1`,
 		`crm_items{state="failed"} 1`,
@@ -157,7 +163,7 @@ func TestExpositionAfterActivity(t *testing.T) {
 
 	// A broken source is reported, not fatal.
 	mr.Close()
-	body = scrape(t, metrics.Default)
+	body = scrape(t, m)
 	wantLines(t, body, `crm_scrape_source_up{source="queue"} 0`, `crm_scrape_source_up{source="store"} 1`)
 }
 

@@ -228,7 +228,7 @@ func (e *Engine) ensureUser(ctx context.Context, sc *stepContext) (*host.User, s
 	if u == nil {
 		u, err = sc.client.CreateUser(ctx, host.CreateUserRequest{Email: email, Password: password,
 			Username: "crm-managed", Notes: "managed end user of cn-relay-manager", Concurrency: 10})
-		if host.IsCode(err, "EMAIL_EXISTS") {
+		if host.IsCode(err, host.CodeEmailExists) {
 			u, err = sc.client.FindUserByEmail(ctx, email)
 		} else if err == nil {
 			state = store.ResourceCreated
@@ -306,7 +306,7 @@ func (e *Engine) ensureSubscription(ctx context.Context, sc *stepContext, userID
 	origin := store.OriginCreated
 	sub, err := sc.client.AssignSubscription(ctx, host.AssignSubscriptionRequest{UserID: userID, GroupID: groupID,
 		ValidityDays: e.validityDays(sc.batch), Notes: provenance(sc.item)})
-	if host.IsCode(err, "SUBSCRIPTION_ASSIGN_CONFLICT") || host.IsCode(err, "SUBSCRIPTION_ALREADY_EXISTS") {
+	if host.IsCode(err, host.CodeSubscriptionClash) || host.IsCode(err, host.CodeSubscriptionExists) {
 		// It was there before us (rollback must not revoke it), or another process's item
 		// assigned it a moment ago: that item records it as created, which wins over found.
 		origin = store.OriginFound
@@ -374,7 +374,7 @@ func (e *Engine) ensureKey(ctx context.Context, sc *stepContext, token string, g
 		}
 	}
 	k, err := sc.client.CreateKey(ctx, token, host.CreateKeyRequest{Name: name, GroupID: groupID, CustomKey: value}, idem)
-	if host.IsCode(err, "API_KEY_EXISTS") {
+	if host.IsCode(err, host.CodeAPIKeyExists) {
 		keys, lerr := sc.client.ListKeys(ctx, token)
 		if lerr != nil {
 			return "", fmt.Errorf("list keys after conflict: %w", lerr)

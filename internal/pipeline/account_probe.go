@@ -47,7 +47,7 @@ func (e *Engine) runAccountProbe(ctx context.Context, sc *stepContext) result {
 	if res.BaseURLRefused() {
 		return e.policyRefused(sc, "account test: "+res.Error)
 	}
-	if isWarmupTestError(res.Error) {
+	if res.Warmup() {
 		return e.waitOrTimeout(sc, step.AccountProbe, store.ItemConfirming,
 			"account test answered a warm-up failure: "+truncate(res.Error, 200), failure.ConfirmationTimeout)
 	}
@@ -95,12 +95,6 @@ func (e *Engine) confirmWithoutTest(ctx context.Context, sc *stepContext, accID 
 func (e *Engine) policyRefused(sc *stepContext, what string) result {
 	return result{outcome: store.OutcomeFailed, class: failure.HostPolicy, status: store.ItemFailed,
 		message: what + ": " + host.OutboundPolicyAdvice(sc.item.NormalizedURL)}
-}
-
-// isWarmupTestError recognises the answers a fresh account gives while the host is still
-// warming up (HTTP 403 from the host's own path).
-func isWarmupTestError(msg string) bool {
-	return strings.Contains(msg, "returned 403") || strings.Contains(msg, " 403:") || strings.Contains(strings.ToLower(msg), "warming up")
 }
 
 func (e *Engine) readyStatus(it *store.Item) string {

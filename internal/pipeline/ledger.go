@@ -102,7 +102,7 @@ func (e *Engine) ensureGroup(ctx context.Context, sc *stepContext, platform, sub
 	if g == nil {
 		g, err = sc.client.CreateGroup(ctx, host.CreateGroupRequest{Name: name, Description: provenance(sc.item),
 			Platform: platform, SubscriptionType: subscriptionType, RateMultiplier: 1})
-		if host.IsCode(err, "GROUP_EXISTS") {
+		if host.IsCode(err, host.CodeGroupExists) {
 			g, err = sc.client.FindGroupByName(ctx, name)
 		} else {
 			state = store.ResourceCreated

@@ -109,20 +109,11 @@ func (s *Store) ListBatches(ctx context.Context, f BatchFilter) ([]Batch, int, e
 
 // StatusCounts returns how many items of the batch are in each status.
 func (s *Store) StatusCounts(ctx context.Context, batchID string) (map[string]int, error) {
-	var rows []struct {
-		Status string `bun:"status"`
-		N      int    `bun:"n"`
-	}
-	err := s.DB.NewSelect().TableExpr("items").ColumnExpr("status, COUNT(*) AS n").
-		Where("batch_id = ?", batchID).GroupExpr("status").Scan(ctx, &rows)
+	counts, err := s.countBy(ctx, "items", "status", "batch_id = ?", batchID)
 	if err != nil {
-		return nil, fmt.Errorf("count items of batch %s: %w", batchID, err)
+		return nil, fmt.Errorf("batch %s: %w", batchID, err)
 	}
-	out := map[string]int{}
-	for _, r := range rows {
-		out[r.Status] = r.N
-	}
-	return out, nil
+	return counts, nil
 }
 
 // DeriveBatchStatus computes a batch status from item status counts (product §4).
