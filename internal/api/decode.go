@@ -9,7 +9,7 @@ import (
 	"reflect"
 	"strings"
 
-	"github.com/cn-relay-manager/cn-relay-manager/internal/batch"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/batch/request"
 	"github.com/gofiber/fiber/v2"
 )
 
@@ -69,7 +69,7 @@ func checkControls(v reflect.Value, path string, freeText bool) error {
 		iter := v.MapRange()
 		for iter.Next() {
 			k := fmt.Sprint(iter.Key().Interface())
-			if r, bad := batch.ControlChar(k, false); bad {
+			if r, bad := request.ControlChar(k, false); bad {
 				return controlError(path, r)
 			}
 			if err := checkControls(iter.Value(), path+"."+k, freeText); err != nil {
@@ -77,7 +77,7 @@ func checkControls(v reflect.Value, path string, freeText bool) error {
 			}
 		}
 	case reflect.String:
-		if r, bad := batch.ControlChar(v.String(), freeText); bad {
+		if r, bad := request.ControlChar(v.String(), freeText); bad {
 			return controlError(path, r)
 		}
 	}
@@ -88,7 +88,7 @@ func controlError(field string, r rune) error {
 	if field == "" {
 		field = "body"
 	}
-	fe := batch.ControlError(field, r)
+	fe := request.ControlError(field, r)
 	return badField(fe.Field, fe.Message)
 }
 
@@ -101,9 +101,9 @@ func rejectControlsInQuery(c *fiber.Ctx) error {
 		if bad != nil {
 			return
 		}
-		if r, found := batch.ControlChar(string(k), false); found {
+		if r, found := request.ControlChar(string(k), false); found {
 			bad = controlError("query", r)
-		} else if r, found := batch.ControlChar(string(v), false); found {
+		} else if r, found := request.ControlChar(string(v), false); found {
 			bad = controlError(string(k), r)
 		}
 	})

@@ -24,7 +24,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cn-relay-manager/cn-relay-manager/internal/batch"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/batch/request"
 )
 
 // Client calls the REST API at Base with a bearer Token.
@@ -228,7 +228,7 @@ func (c *Client) ResolveHost(ctx context.Context, ref string) (string, error) {
 }
 
 // SubmitBatch submits a batch ({"batch","enqueued","items"}).
-func (c *Client) SubmitBatch(ctx context.Context, req batch.Request, out any) (json.RawMessage, error) {
+func (c *Client) SubmitBatch(ctx context.Context, req request.Batch, out any) (json.RawMessage, error) {
 	return c.Do(ctx, http.MethodPost, "/api/v1/batches", nil, req, out)
 }
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/cn-relay-manager/cn-relay-manager/internal/batch/request"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/catalog"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/step"
@@ -70,10 +71,10 @@ func (s *Service) Submit(ctx context.Context, req Request) (*Submitted, error) {
 		return nil, err
 	}
 	idem := strings.TrimSpace(req.IdempotencyKey)
-	if len(idem) > MaxIdemKey {
-		return nil, badField("Idempotency-Key", fmt.Sprintf("the Idempotency-Key header is at most %d characters", MaxIdemKey))
+	if len(idem) > request.MaxIdemKey {
+		return nil, badField("Idempotency-Key", fmt.Sprintf("the Idempotency-Key header is at most %d characters", request.MaxIdemKey))
 	}
-	if r, bad := ControlChar(idem, false); bad || !utf8.ValidString(idem) {
+	if r, bad := request.ControlChar(idem, false); bad || !utf8.ValidString(idem) {
 		return nil, badField("Idempotency-Key", fmt.Sprintf("the Idempotency-Key header must be printable UTF-8 text (found U+%04X or invalid bytes)", r))
 	}
 	if idem != "" {
@@ -113,7 +114,7 @@ func (s *Service) replay(ctx context.Context, b *store.Batch) (*Submitted, error
 func (s *Service) allItems(ctx context.Context, batchID string) ([]*store.Item, error) {
 	var out []*store.Item
 	for {
-		page, total, err := s.Store.ListItems(ctx, batchID, MaxItems, len(out))
+		page, total, err := s.Store.ListItems(ctx, batchID, request.MaxItems, len(out))
 		if err != nil {
 			return nil, err
 		}
@@ -127,7 +128,7 @@ func (s *Service) allItems(ctx context.Context, batchID string) ([]*store.Item, 
 }
 
 func (s *Service) build(h *store.Host, req *Request) (*store.Batch, []*store.Item, [][]string, error) {
-	opts, err := req.options()
+	opts, err := options(req)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -155,7 +156,7 @@ func (s *Service) build(h *store.Host, req *Request) (*store.Batch, []*store.Ite
 // here with a reason the operator can act on. It returns the interpretation's notes.
 func (s *Service) buildItem(i int, in Item) (*store.Item, []string, error) {
 	field := func(f string) string { return fmt.Sprintf("items[%d].%s", i, f) }
-	if fe := CheckItem(in); fe != nil {
+	if fe := request.CheckItem(in); fe != nil {
 		return nil, nil, badField(field(fe.Field), fe.Message)
 	}
 	key := strings.TrimSpace(in.APIKey)
@@ -176,7 +177,7 @@ func (s *Service) buildItem(i int, in Item) (*store.Item, []string, error) {
 	}
 	name := strings.TrimSpace(in.Name)
 	if name == "" {
-		name = truncateText(fmt.Sprintf("item-%d %s", i+1, norm.Host), MaxNameLen)
+		name = truncateText(fmt.Sprintf("item-%d %s", i+1, norm.Host), request.MaxNameLen)
 	}
 	return &store.Item{Name: name, BaseURL: catalog.WithoutQuery(in.BaseURL), NormalizedURL: norm.BaseURL, ProviderHint: strings.TrimSpace(in.Provider),
 		AnthropicBaseURL: norm.AnthropicBase, Provider: ip.Detection.ProviderID, DetectedBy: ip.Detection.By, SuggestedProvider: ip.Detection.Suggested,

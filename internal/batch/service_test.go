@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cn-relay-manager/cn-relay-manager/internal/batch/request"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/catalog"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/step"
@@ -134,5 +135,14 @@ func TestSubmitAndReplay(t *testing.T) {
 	}
 	if _, err := s.Retry(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("retry of an unknown batch: %v", err)
+	}
+}
+
+// The request's vocabulary of target group modes is the store's.
+func TestGroupModesAreTheStores(t *testing.T) {
+	for _, m := range [][2]string{{request.GroupPerProvider, store.GroupPerProvider}, {request.GroupExisting, store.GroupExisting}, {request.GroupPerItem, store.GroupPerItem}} {
+		if m[0] != m[1] {
+			t.Errorf("request %q, store %q", m[0], m[1])
+		}
 	}
 }

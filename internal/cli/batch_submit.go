@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/cn-relay-manager/cn-relay-manager/internal/apiclient"
-	"github.com/cn-relay-manager/cn-relay-manager/internal/batch"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/batch/request"
 )
 
 func (e *env) batchSubmit(fs *flag.FlagSet) func(pos []string) error {
@@ -35,9 +35,9 @@ func (e *env) batchSubmit(fs *flag.FlagSet) func(pos []string) error {
 		if err != nil {
 			return err
 		}
-		var acct *batch.Account
+		var acct *request.Account
 		if *priority >= 0 || *concurrency >= 0 || *weight > 0 {
-			acct = &batch.Account{}
+			acct = &request.Account{}
 			if *priority >= 0 {
 				acct.Priority = priority
 			}
@@ -67,13 +67,13 @@ func (e *env) batchSubmit(fs *flag.FlagSet) func(pos []string) error {
 		if *window < 0 || *window > 24*time.Hour || (*window > 0 && *window < time.Second) {
 			return usagef("--window must be between 1s and 24h")
 		}
-		var win *batch.Window
+		var win *request.Window
 		if *window > 0 {
-			win = &batch.Window{DeadlineS: window.Seconds()}
+			win = &request.Window{DeadlineS: window.Seconds()}
 		}
 		if *schedule != "" {
 			if win == nil {
-				win = &batch.Window{}
+				win = &request.Window{}
 			}
 			for _, p := range strings.Split(*schedule, ",") {
 				d, err := time.ParseDuration(strings.TrimSpace(p))
@@ -107,7 +107,7 @@ func (e *env) batchSubmit(fs *flag.FlagSet) func(pos []string) error {
 		if err != nil {
 			return err
 		}
-		req := batch.Request{HostID: hostID, Name: *name, Mode: *mode, DryRun: *dryRun, Force: *force, Window: win,
+		req := request.Batch{HostID: hostID, Name: *name, Mode: *mode, DryRun: *dryRun, Force: *force, Window: win,
 			TargetGroup: tg, Account: acct, Items: toBatchItems(items)}
 		var resp struct {
 			Batch    batchView       `json:"batch"`
@@ -202,34 +202,34 @@ func withInputLine(err error, src string, items []Item) error {
 
 // parseTargetGroup reads --target-group (per_provider, per_item, existing:NAME|ID) and
 // --group-prefix into the API's target_group.
-func parseTargetGroup(spec, prefix string) (*batch.TargetGroup, error) {
+func parseTargetGroup(spec, prefix string) (*request.TargetGroup, error) {
 	mode, arg, hasArg := strings.Cut(strings.TrimSpace(spec), ":")
 	switch {
 	case mode == "per_provider" && !hasArg:
-		return &batch.TargetGroup{Mode: mode, Prefix: prefix}, nil
+		return &request.TargetGroup{Mode: mode, Prefix: prefix}, nil
 	case mode == "per_item" && !hasArg:
 		if prefix != "" {
 			return nil, usagef("--group-prefix applies to --target-group per_provider only")
 		}
-		return &batch.TargetGroup{Mode: mode}, nil
+		return &request.TargetGroup{Mode: mode}, nil
 	case mode == "existing" && strings.TrimSpace(arg) != "":
 		if prefix != "" {
 			return nil, usagef("--group-prefix applies to --target-group per_provider only")
 		}
 		arg = strings.TrimSpace(arg)
 		if id, err := strconv.ParseInt(arg, 10, 64); err == nil && id > 0 {
-			return &batch.TargetGroup{Mode: mode, ID: id}, nil
+			return &request.TargetGroup{Mode: mode, ID: id}, nil
 		}
-		return &batch.TargetGroup{Mode: mode, Name: arg}, nil
+		return &request.TargetGroup{Mode: mode, Name: arg}, nil
 	}
 	return nil, usagef("--target-group must be per_provider, per_item, or existing:NAME / existing:ID (got %q)", spec)
 }
 
 // toBatchItems drops the input line numbers.
-func toBatchItems(items []Item) []batch.Item {
-	out := make([]batch.Item, len(items))
+func toBatchItems(items []Item) []request.Item {
+	out := make([]request.Item, len(items))
 	for i, it := range items {
-		out[i] = batch.Item{Name: it.Name, BaseURL: it.BaseURL, APIKey: it.APIKey, Provider: it.Provider, Models: it.Models}
+		out[i] = request.Item{Name: it.Name, BaseURL: it.BaseURL, APIKey: it.APIKey, Provider: it.Provider, Models: it.Models}
 	}
 	return out
 }

@@ -12,7 +12,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/cn-relay-manager/cn-relay-manager/internal/batch"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/batch/request"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
 )
 
@@ -24,7 +24,7 @@ const (
 	FormatLines = "lines"
 )
 
-// Limits of the input: the batch's own limits are the batch service's (batch.MaxItems, …).
+// Limits of the input: the batch's own limits are the batch service's (request.MaxItems, …).
 const (
 	maxLineBytes  = 1 << 20
 	maxInputBytes = 32 << 20
@@ -88,8 +88,8 @@ func ParseItems(r io.Reader, format string) ([]Item, string, error) {
 	if len(items) == 0 {
 		return nil, format, &InputError{Msg: "the input holds no items"}
 	}
-	if len(items) > batch.MaxItems {
-		return nil, format, &InputError{Msg: fmt.Sprintf("a batch holds at most %d items; the input has %d", batch.MaxItems, len(items))}
+	if len(items) > request.MaxItems {
+		return nil, format, &InputError{Msg: fmt.Sprintf("a batch holds at most %d items; the input has %d", request.MaxItems, len(items))}
 	}
 	return items, format, nil
 }
@@ -239,7 +239,7 @@ func parseCSV(data []byte) ([]Item, error) {
 			return nil, err
 		}
 		items = append(items, it)
-		if len(items) > batch.MaxItems {
+		if len(items) > request.MaxItems {
 			break
 		}
 	}
@@ -396,10 +396,10 @@ func looksLikeURL(s string) bool {
 	return strings.HasPrefix(l, "http://") || strings.HasPrefix(l, "https://")
 }
 
-// checkItem applies the batch service's per-item rules (batch.CheckItem) and the CLI's
+// checkItem applies the batch service's per-item rules (request.CheckItem) and the CLI's
 // own check of the base URL, so that errors carry the input line before anything is sent.
 func checkItem(it *Item) error {
-	fe := batch.CheckItem(batch.Item{Name: it.Name, BaseURL: it.BaseURL, APIKey: it.APIKey, Provider: it.Provider, Models: it.Models})
+	fe := request.CheckItem(request.Item{Name: it.Name, BaseURL: it.BaseURL, APIKey: it.APIKey, Provider: it.Provider, Models: it.Models})
 	switch {
 	case fe != nil:
 		return lineErr(it.Line, "%s", fe.Message)

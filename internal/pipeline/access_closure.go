@@ -15,14 +15,11 @@ import (
 // runAccessClosure gives the managed end user access to the item's group (balance or
 // subscription), then proves with a real end-user call that the model answers.
 func (e *Engine) runAccessClosure(ctx context.Context, sc *stepContext) result {
+	groupID, stop := e.recorded(ctx, sc, store.TypeGroup, groupOf(sc.item), step.AccessClosure, store.ItemClosingAccess)
+	if stop != nil {
+		return *stop
+	}
 	it := sc.item
-	groupID, ok, err := e.ledgerID(ctx, sc, store.TypeGroup, groupOf(it))
-	if err != nil {
-		return e.retryOrFail(sc, step.AccessClosure, store.ItemClosingAccess, err)
-	}
-	if !ok {
-		return result{outcome: store.OutcomeFailed, class: failure.Internal, status: store.ItemFailed, message: "the ledger holds no group for this item"}
-	}
 	if sc.host.Flags["end_user_login_blocked"] {
 		return result{outcome: store.OutcomeFailed, class: failure.HostRejected, status: store.ItemFailed,
 			message: "the host blocks end-user logins (captcha or backend mode), so no end-user key can be created: " +

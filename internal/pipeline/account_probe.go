@@ -16,13 +16,9 @@ import (
 // is rescheduled, never slept on.
 func (e *Engine) runAccountProbe(ctx context.Context, sc *stepContext) result {
 	it := sc.item
-	accID, ok, err := e.ledgerID(ctx, sc, store.TypeAccount, accountName(sc))
-	if err != nil {
-		return e.retryOrFail(sc, step.AccountProbe, store.ItemConfirming, err)
-	}
-	if !ok {
-		return result{outcome: store.OutcomeFailed, class: failure.Internal, status: store.ItemFailed,
-			message: "the ledger holds no account for this item"}
+	accID, stop := e.recorded(ctx, sc, store.TypeAccount, accountName(sc), step.AccountProbe, store.ItemConfirming)
+	if stop != nil {
+		return *stop
 	}
 	next, nextStatus := step.AccessClosure, store.ItemClosingAccess
 	if sc.batch.Mode == ModeNone {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/cn-relay-manager/cn-relay-manager/internal/failure"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/host"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/step"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
@@ -29,12 +28,9 @@ func (e *Engine) proveAccount(ctx context.Context, sc *stepContext, key string) 
 		return result{outcome: store.OutcomeAdvisory, status: store.ItemReadyWithWarnings,
 			message: "group proven; the key's own account unproven (model_allowlist on the group)"}
 	}
-	accID, ok, err := e.ledgerID(ctx, sc, store.TypeAccount, accountName(sc))
-	if err != nil {
-		return e.retryOrFail(sc, step.AccessClosure, store.ItemVerifying, err)
-	}
-	if !ok {
-		return result{outcome: store.OutcomeFailed, class: failure.Internal, status: store.ItemFailed, message: "the ledger holds no account for this item"}
+	accID, stop := e.recorded(ctx, sc, store.TypeAccount, accountName(sc), step.AccessClosure, store.ItemVerifying)
+	if stop != nil {
+		return *stop
 	}
 	alias := proofAlias(it)
 	if err := e.setProofAlias(ctx, sc, accID, true); err != nil {

@@ -1,4 +1,9 @@
-package batch
+// Package request is what a batch submission is, before anything is stored: the request
+// document of POST /api/v1/batches (Batch, Item, …), its limits and the rules every
+// request must meet, each refusal naming its field. The batch service (internal/batch)
+// checks submissions with it; crmctl and the API client use the same types and rules
+// without linking the database.
+package request
 
 import (
 	"fmt"
@@ -6,8 +11,6 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
-
-	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 )
 
 // Limits on a batch (an API answers 400 naming the field; crmctl reports the input line).
@@ -22,6 +25,13 @@ const (
 	MaxValidDays = 36500
 )
 
+// Target group modes (TargetGroup.Mode).
+const (
+	GroupPerProvider = "per_provider"
+	GroupExisting    = "existing"
+	GroupPerItem     = "per_item"
+)
+
 // Access modes of a batch.
 const (
 	ModeSelfService  = "self_service"
@@ -29,10 +39,10 @@ const (
 	ModeNone         = "none"
 )
 
-// Request is a batch to submit, as the REST API takes it (POST /api/v1/batches) and as
+// Batch is a batch to submit, as the REST API takes it (POST /api/v1/batches) and as
 // crmctl sends it. Fields tagged text:"free" are free text: besides printable characters
 // they may hold tabs and newlines; no other field may hold a control character.
-type Request struct {
+type Batch struct {
 	HostID       string       `json:"host_id"`
 	Name         string       `json:"name,omitempty" text:"free"`
 	Mode         string       `json:"mode,omitempty"`
@@ -64,7 +74,7 @@ type Window struct {
 	ScheduleS []float64 `json:"schedule_s,omitempty"`
 }
 
-// TargetGroup is the host group the batch's accounts join (store.TargetGroup).
+// TargetGroup is the host group the batch's accounts join.
 type TargetGroup struct {
 	Mode   string `json:"mode"`
 	Name   string `json:"name,omitempty"`
@@ -90,16 +100,10 @@ type FieldError struct {
 
 func (e *FieldError) Error() string { return e.Message }
 
-func badField(field, msg string) *FieldError { return &FieldError{Field: field, Message: msg} }
+// Field returns the refusal of field with msg.
+func Field(field, msg string) *FieldError { return &FieldError{Field: field, Message: msg} }
 
-// StateError is an operation the state of a batch or run does not allow (409 in the
-// API). Code names the refusal: not_a_dry_run, nothing_to_roll_back, run_not_finished.
-type StateError struct {
-	Code    string
-	Message string
-}
-
-func (e *StateError) Error() string { return e.Message }
+func badField(field, msg string) *FieldError { return Field(field, msg) }
 
 // ControlChar returns the first C0 control character (U+0000–U+001F) in s that a field
 // may not hold: none at all, or only tab and newline in a free-text field. Neither
@@ -161,98 +165,99 @@ func CheckItem(in Item) *FieldError {
 	return nil
 }
 
-// options validates everything of a request but its items and returns the batch's options.
-func (r *Request) options() (store.BatchOptions, error) {
-	var err error
+// CheckOptions checks everything of a request but its items, and fills in the default
+// mode (self_service).
+func (r *Batch) CheckOptions() error {
 	if r.Mode == "" {
 		r.Mode = ModeSelfService
 	}
 	switch r.Mode {
 	case ModeSelfService, ModeSubscription, ModeNone:
 	default:
-		return store.BatchOptions{}, badField("mode", "mode must be one of subscription, self_service, none")
+		return badField("mode", "mode must be one of subscription, self_service, none")
 	}
 	switch {
 	case len(r.Items) == 0:
-		return store.BatchOptions{}, badField("items", "items must hold at least one item")
+		return badField("items", "items must hold at least one item")
 	case len(r.Items) > MaxItems:
-		return store.BatchOptions{}, badField("items", fmt.Sprintf("a batch holds at most %d items", MaxItems))
+		return badField("items", fmt.Sprintf("a batch holds at most %d items", MaxItems))
 	case len(r.Name) > MaxNameLen:
-		return store.BatchOptions{}, badField("name", fmt.Sprintf("name is at most %d characters", MaxNameLen))
+		return badField("name", fmt.Sprintf("name is at most %d characters", MaxNameLen))
 	case r.TopUpAmount < 0:
-		return store.BatchOptions{}, badField("topup_amount", "topup_amount must be positive")
+		return badField("topup_amount", "topup_amount must be positive")
 	case r.ValidityDays < 0 || r.ValidityDays > MaxValidDays:
-		return store.BatchOptions{}, badField("validity_days", fmt.Sprintf("validity_days must be between 1 and %d", MaxValidDays))
+		return badField("validity_days", fmt.Sprintf("validity_days must be between 1 and %d", MaxValidDays))
 	}
-	opts := store.BatchOptions{TopUpAmount: r.TopUpAmount, ValidityDays: r.ValidityDays}
 	if w := r.Window; w != nil {
 		if w.DeadlineS < 0 || w.DeadlineS > 24*3600 {
-			return opts, badField("window.deadline_s", "window.deadline_s must be between 1 and 86400 seconds")
+			return badField("window.deadline_s", "window.deadline_s must be between 1 and 86400 seconds")
 		}
 		for _, d := range w.ScheduleS {
 			if d < 1 || d > 3600 {
-				return opts, badField("window.schedule_s", "every window.schedule_s delay must be between 1 and 3600 seconds")
+				return badField("window.schedule_s", "every window.schedule_s delay must be between 1 and 3600 seconds")
 			}
 		}
-		opts.WindowDeadlineS, opts.WindowScheduleS = w.DeadlineS, w.ScheduleS
 	}
-	if opts.TargetGroup, err = r.TargetGroup.validate(); err != nil {
-		return opts, err
+	if err := r.TargetGroup.Normalized().check(); err != nil {
+		return err
 	}
-	if opts.Account, err = r.Account.validate(); err != nil {
-		return opts, err
-	}
-	return opts, nil
+	return r.Account.check()
 }
 
 // groupNameChars are what a target group name or prefix may hold: the host allows more,
 // but names end up in URLs, logs and the operator's scripts.
 var groupNameChars = regexp.MustCompile(`^[\p{L}\p{N} ._:/()+-]+$`)
 
-// validate checks the batch's target group; none means per_provider.
-func (in *TargetGroup) validate() (store.TargetGroup, error) {
+// Normalized is the target group with its mode and name trimmed and the default mode
+// filled in; none at all means per_provider.
+func (in *TargetGroup) Normalized() TargetGroup {
 	if in == nil {
-		return store.TargetGroup{Mode: store.GroupPerProvider}, nil
+		return TargetGroup{Mode: GroupPerProvider}
 	}
-	tg := store.TargetGroup{Mode: strings.TrimSpace(in.Mode), Name: strings.TrimSpace(in.Name), ID: in.ID, Prefix: in.Prefix}
+	tg := TargetGroup{Mode: strings.TrimSpace(in.Mode), Name: strings.TrimSpace(in.Name), ID: in.ID, Prefix: in.Prefix}
 	if tg.Mode == "" {
-		tg.Mode = store.GroupPerProvider
+		tg.Mode = GroupPerProvider
 	}
-	switch tg.Mode {
-	case store.GroupPerProvider:
-		if tg.Name != "" || tg.ID != 0 {
-			return tg, badField("target_group.name", "name and id belong to target_group mode existing; per_provider names its groups itself (set prefix to change them)")
-		}
-		if len(tg.Prefix) > 40 || tg.Prefix != "" && !groupNameChars.MatchString(tg.Prefix) {
-			return tg, badField("target_group.prefix", "prefix is at most 40 letters, digits, spaces or ._:/()+-")
-		}
-	case store.GroupExisting:
-		switch {
-		case tg.Prefix != "":
-			return tg, badField("target_group.prefix", "prefix belongs to target_group mode per_provider")
-		case tg.Name == "" && tg.ID == 0:
-			return tg, badField("target_group.name", "mode existing needs the group's name or id")
-		case tg.Name != "" && tg.ID != 0:
-			return tg, badField("target_group.id", "give the group's name or its id, not both")
-		case tg.ID < 0:
-			return tg, badField("target_group.id", "id must be a positive host group id")
-		case len(tg.Name) > 100 || tg.Name != "" && !groupNameChars.MatchString(tg.Name):
-			return tg, badField("target_group.name", "name is at most 100 letters, digits, spaces or ._:/()+-")
-		}
-	case store.GroupPerItem:
-		if tg.Name != "" || tg.ID != 0 || tg.Prefix != "" {
-			return tg, badField("target_group.mode", "per_item takes no name, id or prefix")
-		}
-	default:
-		return tg, badField("target_group.mode", "target_group.mode must be one of per_provider, existing, per_item")
-	}
-	return tg, nil
+	return tg
 }
 
-// validate checks the accounts' scheduling settings.
-func (in *Account) validate() (store.AccountSettings, error) {
+// check checks a normalized target group.
+func (tg TargetGroup) check() error {
+	switch tg.Mode {
+	case GroupPerProvider:
+		if tg.Name != "" || tg.ID != 0 {
+			return badField("target_group.name", "name and id belong to target_group mode existing; per_provider names its groups itself (set prefix to change them)")
+		}
+		if len(tg.Prefix) > 40 || tg.Prefix != "" && !groupNameChars.MatchString(tg.Prefix) {
+			return badField("target_group.prefix", "prefix is at most 40 letters, digits, spaces or ._:/()+-")
+		}
+	case GroupExisting:
+		switch {
+		case tg.Prefix != "":
+			return badField("target_group.prefix", "prefix belongs to target_group mode per_provider")
+		case tg.Name == "" && tg.ID == 0:
+			return badField("target_group.name", "mode existing needs the group's name or id")
+		case tg.Name != "" && tg.ID != 0:
+			return badField("target_group.id", "give the group's name or its id, not both")
+		case tg.ID < 0:
+			return badField("target_group.id", "id must be a positive host group id")
+		case len(tg.Name) > 100 || tg.Name != "" && !groupNameChars.MatchString(tg.Name):
+			return badField("target_group.name", "name is at most 100 letters, digits, spaces or ._:/()+-")
+		}
+	case GroupPerItem:
+		if tg.Name != "" || tg.ID != 0 || tg.Prefix != "" {
+			return badField("target_group.mode", "per_item takes no name, id or prefix")
+		}
+	default:
+		return badField("target_group.mode", "target_group.mode must be one of per_provider, existing, per_item")
+	}
+	return nil
+}
+
+// check checks the accounts' scheduling settings (none: the host's defaults).
+func (in *Account) check() error {
 	if in == nil {
-		return store.AccountSettings{}, nil
+		return nil
 	}
 	for _, f := range []struct {
 		name   string
@@ -260,8 +265,8 @@ func (in *Account) validate() (store.AccountSettings, error) {
 		lo, hi int
 	}{{"priority", in.Priority, 0, 10000}, {"concurrency", in.Concurrency, 0, 10000}, {"weight", in.Weight, 1, 10000}} {
 		if f.v != nil && (*f.v < f.lo || *f.v > f.hi) {
-			return store.AccountSettings{}, badField("account."+f.name, fmt.Sprintf("account.%s must be between %d and %d", f.name, f.lo, f.hi))
+			return badField("account."+f.name, fmt.Sprintf("account.%s must be between %d and %d", f.name, f.lo, f.hi))
 		}
 	}
-	return store.AccountSettings{Priority: in.Priority, Concurrency: in.Concurrency, Weight: in.Weight}, nil
+	return nil
 }
