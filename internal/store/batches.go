@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
 )
 
 // CreateBatch writes a batch and all its items in one transaction: either the whole
@@ -184,7 +185,17 @@ func refreshBatchStatus(ctx context.Context, tx bun.IDB, batchID string, now tim
 // each time made a batch quadratic; while any item is still running (one indexed probe)
 // the batch simply stays running, and the full count happens once, when the last item
 // settles.
+//
+// On PostgreSQL the batch row is locked first: under READ COMMITTED two items settling at
+// once in two transactions would each see the other still running and leave the batch
+// running for good; with the lock the second waits for the first to commit and then sees
+// its item settled. (SQLite runs one writer at a time.)
 func settleBatchStatus(ctx context.Context, tx bun.IDB, batchID string, now time.Time) error {
+	if tx.Dialect().Name() == dialect.PG {
+		if _, err := tx.NewSelect().TableExpr("batches").ColumnExpr("1").Where("id = ?", batchID).For("UPDATE").Exec(ctx); err != nil {
+			return fmt.Errorf("lock batch %s: %w", batchID, err)
+		}
+	}
 	running, err := tx.NewSelect().TableExpr("items").ColumnExpr("1").Where("batch_id = ?", batchID).
 		Where("status NOT IN (?)", bun.In(TerminalItemStatuses)).Limit(1).Exists(ctx)
 	if err != nil {

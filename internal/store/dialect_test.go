@@ -465,3 +465,45 @@ func TestUniqueViolationIsErrConflict(t *testing.T) {
 		}
 	})
 }
+
+// The last items of a batch settling at the same moment, in two transactions, finish the
+// batch: neither leaves it running because it saw the other item still running.
+func TestConcurrentLastItemsFinishTheBatch(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		for round := 0; round < 10; round++ {
+			_, b, items := seedBatch(t, s, 2)
+			var wg sync.WaitGroup
+			errs := make(chan error, len(items))
+			for _, it := range items {
+				wg.Add(1)
+				go func(it *Item) {
+					defer wg.Done()
+					got, err := s.GetItem(ctx, it.ID)
+					if err != nil {
+						errs <- err
+						return
+					}
+					seq := got.Seq
+					got.Status, got.NextRunAt = ItemReady, nil
+					now := time.Now()
+					errs <- s.CompleteStep(ctx, got, seq, &Attempt{Step: "access-closure", Seq: seq, Number: 1, Outcome: OutcomeOK, StartedAt: now, FinishedAt: now})
+				}(it)
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := s.GetBatch(ctx, b.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Status != BatchSucceeded || got.FinishedAt == nil {
+				t.Fatalf("round %d: batch %s with every item ready, finished_at %v", round, got.Status, got.FinishedAt)
+			}
+		}
+	})
+}
