@@ -12,6 +12,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/hibiken/asynq"
 
+	"github.com/cn-relay-manager/cn-relay-manager/internal/step"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 )
 
@@ -29,13 +30,13 @@ func newQueue(t *testing.T) (*Queue, *asynq.Inspector) {
 func TestEnqueueStepCollapsesDuplicates(t *testing.T) {
 	q, ins := newQueue(t)
 	ctx := context.Background()
-	if err := q.EnqueueStep(ctx, TypeImport, "item-1", 0, time.Now()); err != nil {
+	if err := q.EnqueueStep(ctx, step.Import, "item-1", 0, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if err := q.EnqueueStep(ctx, TypeImport, "item-1", 0, time.Now()); !errors.Is(err, ErrExists) {
+	if err := q.EnqueueStep(ctx, step.Import, "item-1", 0, time.Now()); !errors.Is(err, ErrExists) {
 		t.Fatalf("second enqueue: %v", err)
 	}
-	if err := q.EnqueueStep(ctx, TypeImport, "item-1", 1, time.Now().Add(time.Minute)); err != nil {
+	if err := q.EnqueueStep(ctx, step.Import, "item-1", 1, time.Now().Add(time.Minute)); err != nil {
 		t.Fatalf("next sequence must be a new task: %v", err)
 	}
 	pending, _ := ins.ListPendingTasks(QueueName)
@@ -68,7 +69,7 @@ func TestSweepRebuildsQueueFromDatabase(t *testing.T) {
 	b := &store.Batch{HostID: h.ID, Mode: "none"}
 	var items []*store.Item
 	for i := 0; i < 3; i++ {
-		items = append(items, &store.Item{Name: "i", BaseURL: "http://u", APIKeyEnc: "v1:x", KeyMasked: "m", KeyFingerprint: "f", Step: TypeImport})
+		items = append(items, &store.Item{Name: "i", BaseURL: "http://u", APIKeyEnc: "v1:x", KeyMasked: "m", KeyFingerprint: "f", Step: step.Import})
 	}
 	if err := st.CreateBatch(ctx, b, items); err != nil {
 		t.Fatal(err)

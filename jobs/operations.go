@@ -5,13 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
 
 	"github.com/cn-relay-manager/cn-relay-manager/internal/metrics"
-	"github.com/cn-relay-manager/cn-relay-manager/internal/pipeline"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 )
 
@@ -32,17 +30,19 @@ type OperationHandlers struct {
 	Store *store.Store
 	Queue *Queue
 	Now   func() time.Time
+	// Metrics records each run's duration (nil: not recorded).
+	Metrics *metrics.Metrics
 }
 
 // Register adds the handlers to mux; each run is timed in crm_step_duration_seconds
 // under its task type.
 func (h *OperationHandlers) Register(mux *asynq.ServeMux) {
-	mux.HandleFunc(TypeRollback, timed(h.handleRollback))
-	mux.HandleFunc(TypeReconcile, timed(h.handleReconcile))
-	mux.HandleFunc(TypeReconcileTick, timed(h.handleTick))
+	mux.HandleFunc(TypeRollback, h.timed(h.handleRollback))
+	mux.HandleFunc(TypeReconcile, h.timed(h.handleReconcile))
+	mux.HandleFunc(TypeReconcileTick, h.timed(h.handleTick))
 }
 
-func timed(fn func(context.Context, *asynq.Task) error) func(context.Context, *asynq.Task) error {
+func (h *OperationHandlers) timed(fn func(context.Context, *asynq.Task) error) func(context.Context, *asynq.Task) error {
 	return func(ctx context.Context, t *asynq.Task) error {
 		start := time.Now()
 		err := fn(ctx, t)
@@ -50,7 +50,7 @@ func timed(fn func(context.Context, *asynq.Task) error) func(context.Context, *a
 		if err != nil {
 			outcome = metrics.OutcomeError
 		}
-		metrics.ObserveStep(t.Type(), outcome, time.Since(start))
+		h.Metrics.ObserveStep(t.Type(), outcome, time.Since(start))
 		return err
 	}
 }
@@ -61,7 +61,7 @@ func (h *OperationHandlers) handleRollback(ctx context.Context, t *asynq.Task) e
 		return fmt.Errorf("bad rollback payload: %w", asynq.SkipRetry)
 	}
 	act, err := h.Ops.Rollback(ctx, p.BatchID)
-	if errors.Is(err, pipeline.ErrNothingRecorded) || errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, store.ErrNothingRecorded) || errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("rollback %s: %v: %w", p.BatchID, err, asynq.SkipRetry)
 	}
 	if err != nil {
@@ -99,7 +99,7 @@ func (h *OperationHandlers) handleReconcile(ctx context.Context, t *asynq.Task) 
 			return err
 		}
 	} else {
-		r, started, err := h.startPeriodic(ctx, p.HostID, p.Slot)
+		r, started, err := h.Store.StartPeriodicReconcile(ctx, p.HostID, p.Slot, StaleReconcileAfter)
 		if err != nil || !started {
 			return err
 		}
@@ -117,51 +117,6 @@ func (h *OperationHandlers) handleReconcile(ctx context.Context, t *asynq.Task) 
 // before it counts as abandoned (its worker died): runs report at least every few
 // seconds, and one host call is bounded well below this even with its retries.
 const StaleReconcileAfter = 5 * time.Minute
-
-// startPeriodic creates the run of a periodic slot. One run per (host, slot) is enforced
-// by a unique index, so a second scheduler or a late duplicate does nothing. A host whose
-// previous run (periodic or asked for) is still running is skipped: the slot gets a run in
-// status "skipped" naming the running one, so the run list says why there was no
-// comparison. At most one periodic run per host runs at a time (a partial unique index), so
-// two slots racing past the check cannot both start.
-func (h *OperationHandlers) startPeriodic(ctx context.Context, hostID, slot string) (*store.ReconcileRun, bool, error) {
-	prev, err := h.Store.RunningReconcile(ctx, hostID, StaleReconcileAfter)
-	if err != nil {
-		return nil, false, err
-	}
-	run := &store.ReconcileRun{HostID: hostID, Slot: slot}
-	if prev == nil {
-		err := h.Store.CreateReconcileRun(ctx, run)
-		if err == nil {
-			return run, true, nil
-		}
-		if !isUniqueViolation(err) {
-			return nil, false, err
-		}
-		if taken, terr := h.Store.ReconcileSlotTaken(ctx, hostID, slot); terr != nil || taken {
-			return nil, false, terr // this slot already ran (or runs): nothing to do
-		}
-		// Another periodic run of the host started between the check and the insert.
-		if prev, err = h.Store.RunningReconcile(ctx, hostID, StaleReconcileAfter); err != nil {
-			return nil, false, err
-		}
-	}
-	run = &store.ReconcileRun{HostID: hostID, Slot: slot, Status: store.RunSkipped,
-		Summary: "skipped: the previous reconcile of this host is still running"}
-	if prev != nil {
-		run.Summary = fmt.Sprintf("skipped: reconcile run %s (started %s) is still running, %d of %d objects checked",
-			prev.ID, prev.StartedAt.UTC().Format(time.RFC3339), prev.ObjectsChecked, prev.ObjectsTotal)
-	}
-	if err := h.Store.CreateReconcileRun(ctx, run); err != nil {
-		if isUniqueViolation(err) {
-			return nil, false, nil
-		}
-		return nil, false, err
-	}
-	now := run.StartedAt
-	run.FinishedAt = &now
-	return nil, false, h.Store.FinishReconcileRun(ctx, run)
-}
 
 // handleTick enqueues one reconcile per registered host for the current slot (the
 // minute): several schedulers ticking in the same minute produce the same task IDs.
@@ -182,11 +137,6 @@ func (h *OperationHandlers) handleTick(ctx context.Context, _ *asynq.Task) error
 		}
 	}
 	return nil
-}
-
-func isUniqueViolation(err error) bool {
-	s := strings.ToLower(err.Error())
-	return strings.Contains(s, "unique") || strings.Contains(s, "duplicate key")
 }
 
 // NewScheduler returns the asynq scheduler that enqueues the reconcile tick on spec (a

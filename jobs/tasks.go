@@ -8,18 +8,21 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 	"github.com/hibiken/asynq"
 )
 
-// Task types. The three item steps share their names with pipeline steps.
+// Task types of the batch- and host-level operations. The item steps' task types are
+// their names in the step table (internal/step).
 const (
-	TypeImport        = "import"
-	TypeAccountProbe  = "account-probe"
-	TypeAccessClosure = "access-closure"
-	TypeReconcile     = "reconcile"
-	TypeRollback      = "rollback"
+	TypeReconcile = "reconcile"
+	TypeRollback  = "rollback"
 )
 
 // QueueName is the single queue used; ordering between items is not needed.
@@ -55,6 +58,7 @@ type Enqueuer interface {
 type Queue struct {
 	Client    Enqueuer
 	Inspector *asynq.Inspector // optional: lets the sweep free IDs held by archived tasks
+	Log       *slog.Logger     // enqueue failures left to the sweep (nil: slog.Default)
 }
 
 // ErrExists is returned (wrapped) when a task with the same ID is already queued.
@@ -97,4 +101,57 @@ func (q *Queue) EnqueueBatchTask(ctx context.Context, typ, taskID string, p Batc
 		return fmt.Errorf("enqueue %s: %w", typ, err)
 	}
 	return nil
+}
+
+// EnqueueItems enqueues the next step of every item with a few concurrent Redis round
+// trips (one by one, 10 000 items took ~0.9 s) and returns how many were enqueued (or
+// were queued already). Failures are logged: the items are already committed and the
+// recovery sweep enqueues whatever is missing.
+func (q *Queue) EnqueueItems(ctx context.Context, items []*store.Item) int {
+	const workers = 8
+	var ok atomic.Int64
+	next := make(chan *store.Item)
+	var wg sync.WaitGroup
+	for w := 0; w < min(workers, len(items)); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for it := range next {
+				if err := q.EnqueueStep(ctx, it.Step, it.ID, it.Seq, time.Now()); err != nil && !errors.Is(err, ErrExists) {
+					q.log().Warn("enqueue failed; the recovery sweep will retry", "step", it.Step, "batch_id", it.BatchID, "item_id", it.ID, "error", err)
+					continue
+				}
+				ok.Add(1)
+			}
+		}()
+	}
+	for _, it := range items {
+		next <- it
+	}
+	close(next)
+	wg.Wait()
+	return int(ok.Load())
+}
+
+// EnqueueRollback queues the rollback of a batch; every call is a new task (the operator
+// may roll back again after a partial rollback).
+func (q *Queue) EnqueueRollback(ctx context.Context, batchID string) error {
+	return q.EnqueueBatchTask(ctx, TypeRollback, "rollback:"+batchID+":"+secret.RandomToken(6), BatchPayload{BatchID: batchID})
+}
+
+// EnqueueReconcile queues a stored (queued) reconcile run.
+func (q *Queue) EnqueueReconcile(ctx context.Context, run *store.ReconcileRun) error {
+	return q.EnqueueBatchTask(ctx, TypeReconcile, "reconcile:"+run.ID, BatchPayload{HostID: run.HostID, BatchID: run.BatchID, RunID: run.ID})
+}
+
+// EnqueueRepair queues the safe repairs of a finished run's findings.
+func (q *Queue) EnqueueRepair(ctx context.Context, run *store.ReconcileRun) error {
+	return q.EnqueueBatchTask(ctx, TypeReconcile, "repair:"+run.ID+":"+secret.RandomToken(6), BatchPayload{HostID: run.HostID, RunID: run.ID, Repair: true})
+}
+
+func (q *Queue) log() *slog.Logger {
+	if q.Log != nil {
+		return q.Log
+	}
+	return slog.Default()
 }

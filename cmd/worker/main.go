@@ -17,7 +17,6 @@ import (
 
 	"github.com/cn-relay-manager/cn-relay-manager/internal/app"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/config"
-	"github.com/cn-relay-manager/cn-relay-manager/internal/metrics"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/redisconn"
 )
 
@@ -61,7 +60,7 @@ func run(ctx context.Context, args []string) error {
 	if cfg.MetricsAddr != "" {
 		// Step durations and HTTP-client figures of this process; item and queue figures
 		// are served by the api from the shared database and Redis.
-		srv := &http.Server{Addr: cfg.MetricsAddr, Handler: requireToken(cfg.APIToken, metrics.Default.Handler()), ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Addr: cfg.MetricsAddr, Handler: requireToken(cfg.APIToken, a.Metrics.Handler()), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("metrics listener failed", "addr", cfg.MetricsAddr, "error", err)

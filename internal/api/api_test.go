@@ -17,6 +17,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/hibiken/asynq"
 
+	"github.com/cn-relay-manager/cn-relay-manager/internal/batch"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/catalog"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/egress"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
@@ -79,8 +80,8 @@ func newTestServerOn(t testing.TB, dsn string, log *slog.Logger) (*fiber.App, *f
 	}
 	box, _ := secret.NewBox("api-test-master-key-000")
 	enq := &fakeEnqueuer{}
-	s := &Server{Store: st, Queue: &jobs.Queue{Client: enq}, Box: box, Catalog: catalog.Default(), Prober: fakeProber{status: "ok"},
-		Token: token, Log: log, Egress: egress.Policy{}}
+	batches := &batch.Service{Store: st, Queue: &jobs.Queue{Client: enq}, Box: box, Catalog: catalog.Default(), Egress: egress.Policy{}}
+	s := &Server{Store: st, Batches: batches, Box: box, Prober: fakeProber{status: "ok"}, Token: token, Log: log}
 	return s.NewApp(), enq, st
 }
 

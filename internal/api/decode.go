@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 
+	"github.com/cn-relay-manager/cn-relay-manager/internal/batch/request"
 	"github.com/gofiber/fiber/v2"
 )
 
@@ -28,19 +29,6 @@ func decodeStrict(c *fiber.Ctx, dst any) error {
 		return badField("", "request body must hold exactly one JSON object")
 	}
 	return checkControls(reflect.ValueOf(dst), "", false)
-}
-
-// controlChar returns the first C0 control character (U+0000–U+001F) in s that the field
-// may not hold: none at all, or only tab and newline in a free-text field. JSON carries
-// them as escapes ("\u0000"); neither database stores a NUL, and none belongs in a name, a
-// URL, a key or an id.
-func controlChar(s string, freeText bool) (rune, bool) {
-	for _, r := range s {
-		if r < 0x20 && !(freeText && (r == '\t' || r == '\n')) {
-			return r, true
-		}
-	}
-	return 0, false
 }
 
 // checkControls refuses control characters in every string of a decoded request body
@@ -81,7 +69,7 @@ func checkControls(v reflect.Value, path string, freeText bool) error {
 		iter := v.MapRange()
 		for iter.Next() {
 			k := fmt.Sprint(iter.Key().Interface())
-			if r, bad := controlChar(k, false); bad {
+			if r, bad := request.ControlChar(k, false); bad {
 				return controlError(path, r)
 			}
 			if err := checkControls(iter.Value(), path+"."+k, freeText); err != nil {
@@ -89,7 +77,7 @@ func checkControls(v reflect.Value, path string, freeText bool) error {
 			}
 		}
 	case reflect.String:
-		if r, bad := controlChar(v.String(), freeText); bad {
+		if r, bad := request.ControlChar(v.String(), freeText); bad {
 			return controlError(path, r)
 		}
 	}
@@ -100,7 +88,8 @@ func controlError(field string, r rune) error {
 	if field == "" {
 		field = "body"
 	}
-	return badField(field, fmt.Sprintf("%s contains the control character U+%04X; control characters are not accepted", field, r))
+	fe := request.ControlError(field, r)
+	return badField(fe.Field, fe.Message)
 }
 
 // rejectControlsInQuery answers 400 for a query parameter holding a control character
@@ -112,9 +101,9 @@ func rejectControlsInQuery(c *fiber.Ctx) error {
 		if bad != nil {
 			return
 		}
-		if r, found := controlChar(string(k), false); found {
+		if r, found := request.ControlChar(string(k), false); found {
 			bad = controlError("query", r)
-		} else if r, found := controlChar(string(v), false); found {
+		} else if r, found := request.ControlChar(string(v), false); found {
 			bad = controlError(string(k), r)
 		}
 	})

@@ -23,9 +23,10 @@ import (
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/cn-relay-manager/cn-relay-manager/internal/batch"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/catalog"
-	"github.com/cn-relay-manager/cn-relay-manager/internal/pipeline"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/step"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 	"github.com/cn-relay-manager/cn-relay-manager/jobs"
 )
@@ -60,7 +61,7 @@ func (l ledgerChecker) CheckRollback(ctx context.Context, batchID string) error 
 		return err
 	}
 	if len(rows) == 0 {
-		return pipeline.ErrNothingRecorded
+		return store.ErrNothingRecorded
 	}
 	return nil
 }
@@ -190,8 +191,9 @@ func TestOpenAPIDocumentMatchesRealResponses(t *testing.T) {
 	}
 	box, _ := secret.NewBox("api-test-master-key-000")
 	var notReady atomic.Bool
-	s := &Server{Store: st, Queue: &jobs.Queue{Client: &fakeEnqueuer{}}, Box: box, Catalog: catalog.Default(), Prober: scriptedProber{},
-		Token: token, Log: slog.New(slog.NewJSONHandler(io.Discard, nil)), Rollbacks: ledgerChecker{st},
+	batches := &batch.Service{Store: st, Queue: &jobs.Queue{Client: &fakeEnqueuer{}}, Box: box, Catalog: catalog.Default(), Rollbacks: ledgerChecker{st}}
+	s := &Server{Store: st, Batches: batches, Box: box, Prober: scriptedProber{},
+		Token: token, Log: slog.New(slog.NewJSONHandler(io.Discard, nil)),
 		Ready: func(context.Context) error {
 			if notReady.Load() {
 				return errors.New("queue down")
@@ -299,7 +301,7 @@ func TestOpenAPIDocumentMatchesRealResponses(t *testing.T) {
 	seq := it.Seq
 	it.Status, it.FailureClass, it.FailureMessage = store.ItemFailed, "rate_limited", "429 from the provider"
 	now := time.Now().UTC()
-	if err := st.CompleteStep(ctx, it, seq, &store.Attempt{Step: jobs.TypeImport, Seq: seq, Number: 1, Outcome: store.OutcomeFailed,
+	if err := st.CompleteStep(ctx, it, seq, &store.Attempt{Step: step.Import, Seq: seq, Number: 1, Outcome: store.OutcomeFailed,
 		FailureClass: "rate_limited", Message: "429", StartedAt: now, FinishedAt: now,
 		Evidence: []store.Exchange{{Target: "upstream", Method: "GET", Path: "/v1/models", Status: 429, LatencyMS: 12, Preview: `{"error":"****"}`, At: now}}}); err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
-// Package api serves the REST API under /api/v1 with fiber: it validates input, writes
-// through the store and enqueues through jobs. It never calls a host or an upstream
-// itself except through the HostProber it is given.
+// Package api serves the REST API under /api/v1 with fiber. Its handlers translate HTTP:
+// they decode and check the request, call the batch service (internal/batch) or read the
+// store, and map the answer and the errors to status codes. It never calls a host or an
+// upstream itself except through the HostProber it is given.
 package api
 
 import (
@@ -14,17 +15,13 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/cn-relay-manager/cn-relay-manager/internal/catalog"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/batch"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
-	"github.com/cn-relay-manager/cn-relay-manager/jobs"
 )
 
-// Limits on input (issue: bad input gets a 4xx naming the field).
-const (
-	MaxBodyBytes  = 32 << 20
-	MaxBatchItems = 10000
-)
+// MaxBodyBytes is the largest request body (413 above it).
+const MaxBodyBytes = 32 << 20
 
 // bodyTooLarge is the message of the 413 answer: it names the limit.
 var bodyTooLarge = fmt.Sprintf("the request body is larger than the limit of %d MiB (%d bytes)", MaxBodyBytes>>20, MaxBodyBytes)
@@ -37,19 +34,13 @@ type HostProber interface {
 // Server holds the API's dependencies.
 type Server struct {
 	Store   *store.Store
-	Queue   *jobs.Queue
-	Box     *secret.Box
-	Catalog *catalog.Catalog
+	Batches *batch.Service
+	Box     *secret.Box // seals the admin credentials of a registered host
 	Prober  HostProber
 	Token   string
 	Log     *slog.Logger
 	// Ready reports extra readiness (queue reachable); nil = always ready.
 	Ready func(ctx context.Context) error
-	// Rollbacks refuses rollbacks the ledger cannot support (nil: no check).
-	Rollbacks RollbackChecker
-	// Egress refuses upstream URLs that point at denied addresses (the SSRF guard; the
-	// same policy is enforced again when the prober connects).
-	Egress interface{ CheckURL(raw string) error }
 }
 
 // APIError is the JSON error body: {"error":{"code","message","field"}}.
@@ -141,8 +132,14 @@ func (s *Server) readyz(c *fiber.Ctx) error {
 func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 	var ae *APIError
 	var fe *fiber.Error
+	var field *batch.FieldError
+	var state *batch.StateError
 	switch {
 	case errors.As(err, &ae):
+	case errors.As(err, &field):
+		ae = badField(field.Field, field.Message)
+	case errors.As(err, &state):
+		ae = &APIError{Status: fiber.StatusConflict, Code: state.Code, Message: state.Message}
 	case errors.Is(err, store.ErrNotFound):
 		ae = &APIError{Status: fiber.StatusNotFound, Code: "not_found", Message: err.Error()}
 	case errors.As(err, &fe):

@@ -13,6 +13,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/valyala/fasthttp"
 
+	"github.com/cn-relay-manager/cn-relay-manager/internal/batch"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/testpg"
 )
@@ -111,7 +112,7 @@ func FuzzSubmitBatch(f *testing.F) {
 			var got struct {
 				Batch store.Batch `json:"batch"`
 			}
-			var sent batchRequest
+			var sent batch.Request
 			if err := json.Unmarshal(answer, &got); err != nil || json.Unmarshal(body, &sent) != nil {
 				t.Fatalf("%s: accepted %s → %s", tg.name, body, answer)
 			}

@@ -18,10 +18,13 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/cn-relay-manager/cn-relay-manager/internal/api"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/batch"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/catalog"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/config"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/egress"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/evidence"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/limit"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/metrics"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/pipeline"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/redisconn"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
@@ -42,6 +45,9 @@ type App struct {
 	Inspector *asynq.Inspector
 	Queue     *jobs.Queue
 	Engine    *pipeline.Engine
+	// Metrics is this process's metric set: the job handlers and the host/upstream
+	// clients (through the evidence observer) record into it, /metrics serves it.
+	Metrics *metrics.Metrics
 
 	// Redis is the connection of every Redis user in this process (nil when embedded):
 	// asynq's client, server, scheduler and inspector, asynqmon and the semaphores.
@@ -58,7 +64,8 @@ type App struct {
 
 // New opens the database (migrating it), the secret box and the queue connection.
 func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error) {
-	a := &App{Cfg: cfg, Log: log, Catalog: catalog.Default()}
+	a := &App{Cfg: cfg, Log: log, Catalog: catalog.Default(), Metrics: metrics.New()}
+	evidence.SetObserver(a.Metrics.ObserveExchange)
 	key, created, err := secret.LoadOrCreateMasterKey(cfg.MasterKey, cfg.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("CRM_MASTER_KEY: %w", err)
@@ -90,7 +97,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	}
 	a.Client = asynq.NewClient(a.Conn)
 	a.Inspector = asynq.NewInspector(a.Conn)
-	a.Queue = &jobs.Queue{Client: a.Client, Inspector: a.Inspector}
+	a.Queue = &jobs.Queue{Client: a.Client, Inspector: a.Inspector, Log: log}
 	a.Engine = &pipeline.Engine{
 		Store: a.Store, Box: a.Box, Catalog: a.Catalog,
 		Prober: upstream.NewProber(upstream.Options{Catalog: a.Catalog,
@@ -164,11 +171,16 @@ func (a *App) PingQueue(ctx context.Context) error {
 	return err
 }
 
-// APIServer returns the REST API bound to this process's store and queue.
-func (a *App) APIServer(token string) *api.Server {
-	return &api.Server{Store: a.Store, Queue: a.Queue, Box: a.Box, Catalog: a.Catalog, Prober: a.Engine,
-		Token: token, Log: a.Log, Ready: a.PingQueue, Rollbacks: a.Engine,
+// Batches returns the batch service bound to this process's store and queue.
+func (a *App) Batches() *batch.Service {
+	return &batch.Service{Store: a.Store, Queue: a.Queue, Box: a.Box, Catalog: a.Catalog, Rollbacks: a.Engine,
 		Egress: egress.Policy{AllowPrivate: a.Cfg.AllowPrivateUpstreams}}
+}
+
+// APIServer returns the REST API bound to this process's store and batch service.
+func (a *App) APIServer(token string) *api.Server {
+	return &api.Server{Store: a.Store, Batches: a.Batches(), Box: a.Box, Prober: a.Engine,
+		Token: token, Log: a.Log, Ready: a.PingQueue}
 }
 
 // RunWorker serves the queue and runs the recovery sweep until ctx ends, then shuts down
@@ -185,9 +197,9 @@ func (a *App) RunWorker(ctx context.Context) error {
 		Logger:                   slogAdapter{a.Log},
 		LogLevel:                 asynq.WarnLevel,
 	})
-	h := &jobs.Handlers{Runner: a.Engine, Queue: a.Queue, Log: a.Log}
+	h := &jobs.Handlers{Runner: a.Engine, Queue: a.Queue, Log: a.Log, Metrics: a.Metrics}
 	mux := h.Mux()
-	(&jobs.OperationHandlers{Ops: a.Engine, Store: a.Store, Queue: a.Queue}).Register(mux)
+	(&jobs.OperationHandlers{Ops: a.Engine, Store: a.Store, Queue: a.Queue, Metrics: a.Metrics}).Register(mux)
 	var sched *asynq.Scheduler
 	if a.Cfg.ReconcileCron != "" {
 		var err error

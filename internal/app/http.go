@@ -18,7 +18,7 @@ import (
 func (a *App) HTTPApp(token string) (*fiber.App, io.Closer) {
 	srv := a.APIServer(token)
 	app := srv.NewApp()
-	pages := &web.Handler{Store: a.Store, Actions: srv, Token: token, Log: a.Log}
+	pages := &web.Handler{Store: a.Store, Actions: srv.Batches, Token: token, Log: a.Log}
 	pages.Mount(app)
 	// Payloads in the queue are IDs only, so asynqmon shows nothing secret.
 	mon := asynqmon.New(asynqmon.Options{RootPath: "/monitoring", RedisConnOpt: a.Conn})
@@ -31,8 +31,8 @@ func (a *App) HTTPApp(token string) (*fiber.App, io.Closer) {
 	if a.Inspector != nil {
 		queue = a.Inspector
 	}
-	metrics.Default.SetSources(metrics.StoreSource{DB: a.Store.DB}, queue)
-	app.Get("/metrics", srv.Auth, adaptor.HTTPHandler(metrics.Default.Handler()))
+	a.Metrics.SetSources(a.Store, queue)
+	app.Get("/metrics", srv.Auth, adaptor.HTTPHandler(a.Metrics.Handler()))
 	app.Use(func(c *fiber.Ctx) error { return fiber.ErrNotFound })
 	return app, mon
 }

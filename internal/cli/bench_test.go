@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cn-relay-manager/cn-relay-manager/internal/apiclient"
 )
 
 func TestBenchHelpExplainsTheBound(t *testing.T) {
@@ -55,7 +57,7 @@ func TestBenchBoundFromEvidence(t *testing.T) {
 	}))
 	defer srv.Close()
 	o := benchOpts{items: 2, concurrency: 1, sample: 2, hostLat: 100 * time.Millisecond, upLat: time.Second, warmup: 30 * time.Second}
-	b, err := benchDeriveBound(context.Background(), NewClient(srv.URL, "t"), "batch", o)
+	b, err := benchDeriveBound(context.Background(), apiclient.New(srv.URL, "t"), "batch", o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,11 +1,12 @@
 // Package cli is crmctl, the operator command line of cn-relay-manager. It talks only to
-// the product's REST API over HTTP: it registers and probes hosts, submits batches read
-// from CSV, JSONL or plain `url key [models...]` lines, follows them with a progress bar
-// and shows, retries, cancels, rolls back and reconciles them.
+// the product's REST API, through internal/apiclient: it registers and probes hosts,
+// submits batches read from CSV, JSONL or plain `url key [models...]` lines, follows them
+// with a progress bar and shows, retries, cancels, rolls back and reconciles them. Each
+// command is one file (hosts_add.go, batch_submit.go, …) and one row of the command
+// table; every help text is generated from the table and the commands' flag definitions.
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,8 +14,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
-	"text/tabwriter"
+
+	"github.com/cn-relay-manager/cn-relay-manager/internal/apiclient"
 )
 
 // Exit codes.
@@ -50,7 +51,7 @@ type env struct {
 	api, token, output string
 	// progressTTY forces the single-line progress bar (nil: detect from stderr).
 	progressTTY *bool
-	client      *Client
+	client      *apiclient.Client
 }
 
 func (e *env) json() bool { return e.output == "json" }
@@ -61,22 +62,6 @@ func (e *env) globalFlags(fs *flag.FlagSet) {
 	fs.Var((*secretValue)(&e.token), "token", "API bearer token (CRM_API_TOKEN)")
 	fs.StringVar(&e.output, "output", e.output, "output format: table or json")
 	fs.StringVar(&e.output, "o", e.output, "shorthand for --output")
-}
-
-func (e *env) newFlagSet(name, usage string) *flag.FlagSet {
-	fs := flag.NewFlagSet("crmctl "+name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(e.stderr, "usage: crmctl %s\n", usage)
-		hasFlags := false
-		fs.VisitAll(func(*flag.Flag) { hasFlags = true })
-		if hasFlags {
-			fmt.Fprintln(e.stderr, "\nflags:")
-			fs.PrintDefaults()
-		}
-	}
-	e.globalFlags(fs)
-	return fs
 }
 
 func flagError(err error) error {
@@ -106,33 +91,6 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 		args = rest[1:]
 	}
 }
-
-const mainUsage = `crmctl — operator CLI for cn-relay-manager (talks to its REST API)
-
-usage: crmctl [--api URL] [--token T] [--output table|json] <command> [flags] [args]
-
-commands:
-  hosts add --name N --admin-url U [--public-url U] (--admin-key K | --admin-email E --admin-password P)
-  hosts list
-  hosts probe ID|NAME
-  batch submit --host ID|NAME [--mode M] [--dry-run] [--force] [--window 5m] [--name N]
-               [--format auto|csv|jsonl|lines] [--wait] [FILE|-]
-  batch list [--host ID|NAME] [--status S]
-  batch show ID [--item ITEM]
-  batch retry ID [--wait]
-  batch cancel ID
-  batch rollback ID [--wait]
-  batch reconcile ID [--wait]
-  bench [--items N] [--json] [--mode M] [--warmup D] ...   load benchmark on built binaries (see "crmctl bench -h")
-
-global flags (also accepted after the command):
-  --api URL        API base URL (env CRM_API_URL, default http://127.0.0.1:8080)
-  --token T        API bearer token (env CRM_API_TOKEN)
-  --output FORMAT  table (default) or json; -o for short
-
-exit codes: 0 ok, 1 command failed or batch items failed, 2 usage error.
-Run "crmctl <command> <subcommand> -h" for the flags of one command.
-`
 
 // Run is crmctl's entry point: it runs args (without the program name) and returns the
 // process exit code.
@@ -167,65 +125,73 @@ func (e *env) run(args []string) int {
 		fmt.Fprintf(e.stderr, "crmctl: %s\nRun \"crmctl -h\" for usage.\n", ue.msg)
 		return ExitUsage
 	}
-	if ae, ok := err.(*APIError); ok {
-		fmt.Fprintf(e.stderr, "crmctl: API error: %s\n", ae.Error())
+	if ae, ok := err.(*apiclient.Error); ok {
+		fmt.Fprintf(e.stderr, "crmctl: API error: %s\n", apiErrorText(ae))
 		return ExitFailed
 	}
 	if errors.Is(err, context.Canceled) {
 		fmt.Fprintln(e.stderr, "crmctl: interrupted")
 		return ExitFailed
 	}
+	var unreachable *apiclient.UnreachableError
+	if errors.As(err, &unreachable) {
+		fmt.Fprintf(e.stderr, "crmctl: %s\nhint: set --api or CRM_API_URL\n", err)
+		return ExitFailed
+	}
 	fmt.Fprintf(e.stderr, "crmctl: %s\n", err)
 	return ExitFailed
 }
 
+// apiErrorText is an API error with a hint for the answers an operator can act on.
+func apiErrorText(ae *apiclient.Error) string {
+	s := ae.Error()
+	switch ae.Status {
+	case 401:
+		s += "\nhint: pass the API token with --token or CRM_API_TOKEN"
+	case 404, 405:
+		if ae.Code == "" || ae.Code == "http_error" {
+			s += "\nhint: this server does not offer this endpoint (an older version?)"
+		}
+	}
+	return s
+}
+
+// dispatch finds the command named by the first arguments (group and subcommand) in the
+// command table, defines its flags, parses them anywhere among its arguments and runs it.
 func (e *env) dispatch(args []string) error {
 	fs := flag.NewFlagSet("crmctl", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
-	fs.Usage = func() { fmt.Fprint(e.stderr, mainUsage) }
+	fs.Usage = func() { fmt.Fprint(e.stderr, mainUsage()) }
 	e.globalFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return flagError(err)
 	}
 	args = fs.Args()
 	if len(args) == 0 {
-		fmt.Fprint(e.stderr, mainUsage)
+		fmt.Fprint(e.stderr, mainUsage())
 		return usagef("a command is required")
 	}
-	group, sub := args[0], ""
-	if len(args) > 1 {
-		sub = args[1]
-	}
-	rest := []string{}
-	if len(args) > 2 {
-		rest = args[2:]
-	}
-	var cmd func([]string) error
-	switch group {
-	case "help":
-		fmt.Fprint(e.stdout, mainUsage)
+	if args[0] == "help" {
+		fmt.Fprint(e.stdout, mainUsage())
 		return nil
-	case "hosts", "host":
-		cmd = map[string]func([]string) error{"add": e.hostsAdd, "list": e.hostsList, "ls": e.hostsList, "probe": e.hostsProbe}[sub]
-	case "bench":
-		return e.bench(args[1:])
-	case "batch", "batches":
-		cmd = map[string]func([]string) error{"submit": e.batchSubmit, "list": e.batchList, "ls": e.batchList, "show": e.batchShow,
-			"retry": e.batchRetry, "cancel": e.batchCancel, "rollback": e.batchRollback, "reconcile": e.batchReconcile}[sub]
-	default:
-		return usagef("unknown command %q (want hosts, batch or bench)", group)
 	}
-	if cmd == nil {
-		if sub == "" || sub == "-h" || sub == "--help" || sub == "help" {
-			fmt.Fprint(e.stderr, mainUsage)
-			if sub == "" {
-				return usagef("%s needs a subcommand", group)
+	c, rest, err := lookup(args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) || errors.Is(err, errNeedsSub) {
+			fmt.Fprint(e.stderr, mainUsage())
+			if errors.Is(err, errNeedsSub) {
+				return usagef("%s needs a subcommand", args[0])
 			}
-			return flag.ErrHelp
 		}
-		return usagef("unknown %s subcommand %q", group, sub)
+		return err
 	}
-	return cmd(rest)
+	cfs := e.newFlagSet(c)
+	runCmd := c.setup(e, cfs)
+	pos, err := parse(cfs, rest)
+	if err != nil {
+		return err
+	}
+	return runCmd(pos)
 }
 
 // finish validates the global flags after a subcommand's flags are parsed and builds the client.
@@ -241,7 +207,7 @@ func (e *env) finish() error {
 	if !looksLikeURL(e.api) {
 		return usagef("--api must be an http(s) URL, not %q", e.api)
 	}
-	e.client = NewClient(e.api, e.token)
+	e.client = apiclient.New(e.api, e.token)
 	return nil
 }
 
@@ -277,38 +243,6 @@ func (e *env) tty() bool {
 		return *e.progressTTY
 	}
 	return isTerminal(e.stderr)
-}
-
-// table is a tabwriter whose lines lose their trailing padding.
-type table struct {
-	*tabwriter.Writer
-	buf bytes.Buffer
-	out io.Writer
-}
-
-func newTable(w io.Writer) *table {
-	t := &table{out: w}
-	t.Writer = tabwriter.NewWriter(&t.buf, 2, 4, 2, ' ', 0)
-	return t
-}
-
-// Flush writes the aligned lines to the output.
-func (t *table) Flush() error {
-	if err := t.Writer.Flush(); err != nil {
-		return err
-	}
-	lines := strings.SplitAfter(t.buf.String(), "\n")
-	t.buf.Reset()
-	var b strings.Builder
-	for _, l := range lines {
-		nl := strings.HasSuffix(l, "\n")
-		b.WriteString(strings.TrimRight(l, " \n"))
-		if nl {
-			b.WriteByte('\n')
-		}
-	}
-	_, err := io.WriteString(t.out, b.String())
-	return err
 }
 
 // secretValue is a string flag whose value never appears in usage output.

@@ -344,7 +344,7 @@ func TestCorrText(t *testing.T) {
 
 func TestParseInterspersed(t *testing.T) {
 	e := &env{stderr: io.Discard, output: "table"}
-	fs := e.newFlagSet("x", "x")
+	fs := e.newFlagSet(command{name: "x", summary: "x"})
 	wait := fs.Bool("wait", false, "")
 	name := fs.String("name", "", "")
 	pos, err := parse(fs, []string{"a.csv", "--wait", "-o", "json", "--name", "n", "--", "--not-a-flag"})

@@ -7,11 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
 	"io"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/cn-relay-manager/cn-relay-manager/internal/batch/request"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
 )
 
 // Input formats accepted by ParseItems.
@@ -22,15 +24,8 @@ const (
 	FormatLines = "lines"
 )
 
-// Limits mirrored from the API so that bad input is reported with its line number before
-// anything is sent.
+// Limits of the input: the batch's own limits are the batch service's (request.MaxItems, …).
 const (
-	maxItems      = 10000
-	maxKeyLen     = 512
-	maxModels     = 100
-	maxNameLen    = 200
-	maxModelLen   = 200
-	maxProvLen    = 40
 	maxLineBytes  = 1 << 20
 	maxInputBytes = 32 << 20
 )
@@ -93,8 +88,8 @@ func ParseItems(r io.Reader, format string) ([]Item, string, error) {
 	if len(items) == 0 {
 		return nil, format, &InputError{Msg: "the input holds no items"}
 	}
-	if len(items) > maxItems {
-		return nil, format, &InputError{Msg: fmt.Sprintf("a batch holds at most %d items; the input has %d", maxItems, len(items))}
+	if len(items) > request.MaxItems {
+		return nil, format, &InputError{Msg: fmt.Sprintf("a batch holds at most %d items; the input has %d", request.MaxItems, len(items))}
 	}
 	return items, format, nil
 }
@@ -244,7 +239,7 @@ func parseCSV(data []byte) ([]Item, error) {
 			return nil, err
 		}
 		items = append(items, it)
-		if len(items) > maxItems {
+		if len(items) > request.MaxItems {
 			break
 		}
 	}
@@ -401,55 +396,19 @@ func looksLikeURL(s string) bool {
 	return strings.HasPrefix(l, "http://") || strings.HasPrefix(l, "https://")
 }
 
-// controlChar returns the first C0 control character (U+0000–U+001F) in s, except tab and
-// newline in free text: the API refuses them (400 naming the field), so the parser does
-// too, with the line.
-func controlChar(s string, freeText bool) (rune, bool) {
-	for _, r := range s {
-		if r < 0x20 && !(freeText && (r == '\t' || r == '\n')) {
-			return r, true
-		}
-	}
-	return 0, false
-}
-
-// checkItem applies the API's per-item rules so errors carry the input line.
+// checkItem applies the batch service's per-item rules (request.CheckItem) and the CLI's
+// own check of the base URL, so that errors carry the input line before anything is sent.
 func checkItem(it *Item) error {
-	for _, f := range []struct {
-		field, value string
-		free         bool
-	}{{"base_url", it.BaseURL, false}, {"api_key", it.APIKey, false}, {"name", it.Name, true}, {"provider", it.Provider, false}} {
-		if r, bad := controlChar(f.value, f.free); bad {
-			return lineErr(it.Line, "%s contains the control character U+%04X; control characters are not accepted", f.field, r)
-		}
-	}
-	for i, m := range it.Models {
-		if r, bad := controlChar(m, false); bad {
-			return lineErr(it.Line, "model %d contains the control character U+%04X; control characters are not accepted", i+1, r)
-		}
-	}
+	fe := request.CheckItem(request.Item{Name: it.Name, BaseURL: it.BaseURL, APIKey: it.APIKey, Provider: it.Provider, Models: it.Models})
 	switch {
+	case fe != nil:
+		return lineErr(it.Line, "%s", fe.Message)
 	case it.BaseURL == "":
 		return lineErr(it.Line, "base_url is empty")
 	case !looksLikeURL(it.BaseURL):
 		return lineErr(it.Line, "base_url must be an http(s) URL")
-	case it.APIKey == "":
-		return lineErr(it.Line, "api_key is empty")
-	case len(it.APIKey) > maxKeyLen || strings.IndexFunc(it.APIKey, unicode.IsSpace) >= 0:
-		return lineErr(it.Line, "api_key must be one token of at most %d characters", maxKeyLen)
-	case !utf8.ValidString(it.APIKey) || !utf8.ValidString(it.BaseURL) || !utf8.ValidString(it.Name):
+	case !utf8.ValidString(it.BaseURL):
 		return lineErr(it.Line, "the line is not valid UTF-8")
-	case len(it.Name) > maxNameLen:
-		return lineErr(it.Line, "name is at most %d characters", maxNameLen)
-	case len(it.Provider) > maxProvLen:
-		return lineErr(it.Line, "provider is at most %d characters", maxProvLen)
-	case len(it.Models) > maxModels:
-		return lineErr(it.Line, "at most %d models per item", maxModels)
-	}
-	for i, m := range it.Models {
-		if m == "" || len(m) > maxModelLen || !utf8.ValidString(m) {
-			return lineErr(it.Line, "model %d must be a non-empty name of at most %d characters", i+1, maxModelLen)
-		}
 	}
 	return nil
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"unicode"
+
+	"github.com/cn-relay-manager/cn-relay-manager/internal/batch/request"
 )
 
 func TestParseItems(t *testing.T) {
@@ -176,7 +178,7 @@ func FuzzParseItems(f *testing.F) {
 		default:
 			t.Fatalf("format %q", used)
 		}
-		if len(items) == 0 || len(items) > maxItems {
+		if len(items) == 0 || len(items) > request.MaxItems {
 			t.Fatalf("%d items", len(items))
 		}
 		last := 0
@@ -185,10 +187,10 @@ func FuzzParseItems(f *testing.F) {
 				t.Fatalf("line numbers not increasing: %d after %d", it.Line, last)
 			}
 			last = it.Line
-			if !looksLikeURL(it.BaseURL) || it.APIKey == "" || strings.IndexFunc(it.APIKey, unicode.IsSpace) >= 0 || len(it.APIKey) > maxKeyLen {
+			if !looksLikeURL(it.BaseURL) || it.APIKey == "" || strings.IndexFunc(it.APIKey, unicode.IsSpace) >= 0 || len(it.APIKey) > request.MaxKeyLen {
 				t.Fatalf("invalid item accepted: %+v", it)
 			}
-			if len(it.Models) > maxModels {
+			if len(it.Models) > request.MaxModels {
 				t.Fatalf("%d models", len(it.Models))
 			}
 			for _, m := range it.Models {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cn-relay-manager/cn-relay-manager/internal/app"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/batch/request"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/config"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/demo"
 )
@@ -84,18 +85,13 @@ func (l *liveAPI) run(t *testing.T, stdin string, args ...string) result {
 }
 
 // demoCSV writes the demo items as a CSV file with a header (models separated by ';').
-func demoCSV(t *testing.T, items []map[string]any) string {
+func demoCSV(t *testing.T, items []request.Item) string {
 	t.Helper()
 	var buf bytes.Buffer
 	w := csv.NewWriter(&buf)
 	w.Write([]string{"Name", "Provider", "URL", "API_Key", "Models"}) //nolint:errcheck
 	for _, it := range items {
-		var models []string
-		if m, ok := it["models"].([]string); ok {
-			models = m
-		}
-		prov, _ := it["provider"].(string)
-		w.Write([]string{it["name"].(string), prov, it["base_url"].(string), it["api_key"].(string), strings.Join(models, ";")}) //nolint:errcheck
+		w.Write([]string{it.Name, it.Provider, it.BaseURL, it.APIKey, strings.Join(it.Models, ";")}) //nolint:errcheck
 	}
 	w.Flush()
 	path := filepath.Join(t.TempDir(), "items.csv")
@@ -129,7 +125,7 @@ func TestIntegrationSubmitWaitDemoCSV(t *testing.T) {
 	}
 	checkNoSecrets(t, r, secrets...)
 
-	csvPath := demoCSV(t, l.sims.ItemsJSON())
+	csvPath := demoCSV(t, l.sims.Items())
 	r = l.run(t, "", "batch", "submit", csvPath, "--host", "demo-host", "--name", "cli demo", "--wait", "--interval", "200ms")
 	if r.code != ExitFailed {
 		t.Errorf("exit code %d, want 1 (the demo has failing items)", r.code)

@@ -3,10 +3,12 @@ package cli
 import (
 	"reflect"
 	"testing"
+
+	"github.com/cn-relay-manager/cn-relay-manager/internal/batch/request"
 )
 
 func TestParseTargetGroup(t *testing.T) {
-	ok := map[[2]string]targetGroupRequest{
+	ok := map[[2]string]request.TargetGroup{
 		{"per_provider", ""}:           {Mode: "per_provider"},
 		{"per_provider", "crm-"}:       {Mode: "per_provider", Prefix: "crm-"},
 		{"per_item", ""}:               {Mode: "per_item"},

@@ -4,7 +4,6 @@
 package demo
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,7 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,7 +18,9 @@ import (
 	"time"
 
 	"github.com/cn-relay-manager/cn-relay-manager/internal/api"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/apiclient"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/app"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/batch"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/config"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/sim/hostsim"
@@ -169,18 +169,15 @@ func (s *Simulators) Close() {
 	s.Upstream.Close()
 }
 
-// ItemsJSON returns the demo batch's items as the API expects them.
-func (s *Simulators) ItemsJSON() []map[string]any { return s.itemsJSON(demoItems()) }
+// Items returns the demo batch's items as the API takes them.
+func (s *Simulators) Items() []batch.Item { return s.items(demoItems()) }
 
-func (s *Simulators) itemsJSON(items []demoItem) []map[string]any {
-	var out []map[string]any
+func (s *Simulators) items(items []demoItem) []batch.Item {
+	var out []batch.Item
 	for _, d := range items {
-		it := map[string]any{"name": d.Name, "base_url": s.Upstream.BaseURL(d.Provider) + d.URLSuffix, "api_key": d.Key}
+		it := batch.Item{Name: d.Name, BaseURL: s.Upstream.BaseURL(d.Provider) + d.URLSuffix, APIKey: d.Key, Models: d.Models}
 		if d.Provider != "openai_compatible" {
-			it["provider"] = d.Provider
-		}
-		if len(d.Models) > 0 {
-			it["models"] = d.Models
+			it.Provider = d.Provider
 		}
 		out = append(out, it)
 	}
@@ -274,18 +271,19 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	fmt.Fprintf(o.Progress, "cn-relay-manager demo: API %s  (token, shown once: %s)\n", base, token)
 	fmt.Fprintf(o.Progress, "simulated host %s (profile %s), simulated providers %s\n", hs.URL(), o.HostProfile, up.URL())
 
-	cl := &client{base: base, token: token, http: &http.Client{Timeout: 30 * time.Second}}
+	cl := &client{Client: apiclient.New(base, token)}
+	cl.HTTP.Timeout = 30 * time.Second
 	var host store.Host
-	if err := cl.do(ctx, "POST", "/api/v1/hosts", map[string]any{"name": "demo-host", "admin_url": hs.URL(), "admin_api_key": adminKey}, &host); err != nil {
+	if _, err := cl.RegisterHost(ctx, apiclient.HostRequest{Name: "demo-host", AdminURL: hs.URL(), AdminAPIKey: adminKey}, &host); err != nil {
 		return nil, fmt.Errorf("register host: %w", err)
 	}
-	reqItems := sims.ItemsJSON()
+	reqItems := sims.Items()
 	var sub struct {
 		Batch store.Batch `json:"batch"`
 	}
 	before := hs.Counts()
 	started := time.Now()
-	if err := cl.do(ctx, "POST", "/api/v1/batches", map[string]any{"host_id": host.ID, "name": "demo", "mode": o.Mode, "items": reqItems}, &sub); err != nil {
+	if _, err := cl.SubmitBatch(ctx, batch.Request{HostID: host.ID, Name: "demo", Mode: o.Mode, Items: reqItems}, &sub); err != nil {
 		return nil, fmt.Errorf("submit batch: %w", err)
 	}
 	fmt.Fprintf(o.Progress, "submitted batch %s with %d items (mode %s)\n", sub.Batch.ID, len(reqItems), o.Mode)
@@ -312,8 +310,8 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	var more struct {
 		Batch store.Batch `json:"batch"`
 	}
-	if err := cl.do(ctx, "POST", "/api/v1/batches", map[string]any{"host_id": host.ID, "name": "demo: more capacity", "mode": o.Mode,
-		"items": sims.itemsJSON(moreItems())}, &more); err != nil {
+	if _, err := cl.SubmitBatch(ctx, batch.Request{HostID: host.ID, Name: "demo: more capacity", Mode: o.Mode,
+		Items: sims.items(moreItems())}, &more); err != nil {
 		return nil, fmt.Errorf("submit second batch: %w", err)
 	}
 	fmt.Fprintf(o.Progress, "submitted batch %s with %d more keys for the same providers\n", more.Batch.ID, len(moreItems()))
@@ -411,70 +409,23 @@ func groupsLine(gs []store.BatchGroup) string {
 	return strings.Join(parts, ", ")
 }
 
-type client struct {
-	base, token string
-	http        *http.Client
-}
-
-func (c *client) do(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, strings.TrimSpace(string(raw)))
-	}
-	if out != nil {
-		return json.Unmarshal(raw, out)
-	}
-	return nil
-}
+// client is the demo's use of the API client: follow a batch, summarise it, reconcile
+// and roll it back, each waiting with apiclient's poll helper.
+type client struct{ *apiclient.Client }
 
 func (c *client) waitBatch(ctx context.Context, id string, progress io.Writer) (string, error) {
-	deadline := time.Now().Add(3 * time.Minute)
-	last := ""
-	for {
-		var b struct {
-			Status    string         `json:"status"`
-			ItemCount int            `json:"item_count"`
-			Counts    map[string]int `json:"counts"`
-		}
-		if err := c.do(ctx, "GET", "/api/v1/batches/"+id, nil, &b); err != nil {
-			return "", err
-		}
-		line := progressLine(b.Status, b.ItemCount, b.Counts)
-		if line != last {
+	last, status := "", ""
+	_, err := c.WaitBatch(ctx, id, 500*time.Millisecond, 3*time.Minute, func(b apiclient.BatchState, _ json.RawMessage) {
+		if line := progressLine(b.Status, b.ItemCount, b.Counts); line != last {
 			fmt.Fprintln(progress, line)
 			last = line
 		}
-		if b.Status != store.BatchQueued && b.Status != store.BatchRunning {
-			return b.Status, nil
-		}
-		if time.Now().After(deadline) {
-			return "", errors.New("batch did not finish within 3 minutes")
-		}
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-time.After(500 * time.Millisecond):
-		}
+		status = b.Status
+	})
+	if errors.Is(err, apiclient.ErrTimeout) {
+		return "", errors.New("batch did not finish within 3 minutes")
 	}
+	return status, err
 }
 
 func progressLine(status string, total int, counts map[string]int) string {
@@ -498,7 +449,7 @@ func (c *client) summary(ctx context.Context, id, status string) (*Summary, erro
 	var page struct {
 		Items []store.Item `json:"items"`
 	}
-	if err := c.do(ctx, "GET", "/api/v1/batches/"+id+"/items", nil, &page); err != nil {
+	if _, err := c.ListItems(ctx, id, 1, 1000, &page); err != nil {
 		return nil, err
 	}
 	s := &Summary{BatchID: id, Status: status}
@@ -514,7 +465,7 @@ func (c *client) groups(ctx context.Context, batchID string) ([]store.BatchGroup
 	var b struct {
 		Groups []store.BatchGroup `json:"groups"`
 	}
-	if err := c.do(ctx, "GET", "/api/v1/batches/"+batchID, nil, &b); err != nil {
+	if _, err := c.GetBatch(ctx, batchID, &b); err != nil {
 		return nil, err
 	}
 	return b.Groups, nil
@@ -522,34 +473,34 @@ func (c *client) groups(ctx context.Context, batchID string) ([]store.BatchGroup
 
 func (c *client) reconcile(ctx context.Context, batchID string) (string, error) {
 	var run store.ReconcileRun
-	if err := c.do(ctx, "POST", "/api/v1/batches/"+batchID+"/reconcile", nil, &run); err != nil {
+	if _, err := c.BatchOp(ctx, batchID, apiclient.OpReconcile, &run); err != nil {
 		return "", fmt.Errorf("reconcile: %w", err)
 	}
-	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
-		if err := c.do(ctx, "GET", "/api/v1/reconcile-runs/"+run.ID, nil, &run); err != nil {
-			return "", err
-		}
-		if run.Status == "completed" || run.Status == "failed" {
-			return run.Summary, nil
-		}
-		time.Sleep(300 * time.Millisecond)
+	err := apiclient.Poll(ctx, 300*time.Millisecond, time.Minute, func(ctx context.Context) (bool, error) {
+		_, err := c.GetReconcileRun(ctx, run.ID, &run)
+		return err == nil && (run.Status == store.RunCompleted || run.Status == store.RunFailed), err
+	})
+	if errors.Is(err, apiclient.ErrTimeout) {
+		return "", errors.New("reconcile did not finish within a minute")
 	}
-	return "", errors.New("reconcile did not finish within a minute")
+	return run.Summary, err
 }
 
 func (c *client) rollback(ctx context.Context, batchID string) (*store.Action, error) {
-	if err := c.do(ctx, "POST", "/api/v1/batches/"+batchID+"/rollback", nil, nil); err != nil {
+	if _, err := c.BatchOp(ctx, batchID, apiclient.OpRollback, nil); err != nil {
 		return nil, fmt.Errorf("rollback: %w", err)
 	}
-	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
-		var b store.Batch
-		if err := c.do(ctx, "GET", "/api/v1/batches/"+batchID, nil, &b); err != nil {
-			return nil, err
-		}
-		if b.LastAction.Kind == "rollback" && b.LastAction.Status != "" {
-			return &b.LastAction, nil
-		}
-		time.Sleep(300 * time.Millisecond)
+	var b store.Batch
+	err := apiclient.Poll(ctx, 300*time.Millisecond, time.Minute, func(ctx context.Context) (bool, error) {
+		b = store.Batch{}
+		_, err := c.GetBatch(ctx, batchID, &b)
+		return err == nil && b.LastAction.Kind == "rollback" && b.LastAction.Status != "", err
+	})
+	if errors.Is(err, apiclient.ErrTimeout) {
+		return nil, errors.New("rollback did not finish within a minute")
 	}
-	return nil, errors.New("rollback did not finish within a minute")
+	if err != nil {
+		return nil, err
+	}
+	return &b.LastAction, nil
 }

@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"github.com/cn-relay-manager/cn-relay-manager/internal/sim/hostsim"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cn-relay-manager/cn-relay-manager/internal/sim/hostsim"
 
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/testpg"

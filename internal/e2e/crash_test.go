@@ -251,7 +251,7 @@ func testKillAPIDuringSubmission(t *testing.T) {
 	calItems, _ := genItems(cl.up, n, "cal")
 	calBody := mustJSON(t, map[string]any{"host_id": calHost, "name": "calibration", "dry_run": true, "items": calItems})
 	t0 := time.Now()
-	if code, raw, err := rawPost(cl.c.base+"/api/v1/batches", relToken, calBody, time.Minute); code != 201 {
+	if code, raw, err := rawPost(cl.c.Base+"/api/v1/batches", relToken, calBody, time.Minute); code != 201 {
 		t.Fatalf("calibration submit: %d %v %s", code, err, raw)
 	}
 	took := time.Since(t0)
@@ -276,7 +276,7 @@ func testKillAPIDuringSubmission(t *testing.T) {
 		}
 		ch := make(chan answer, 1)
 		go func() {
-			code, raw, err := rawPost(cl.c.base+"/api/v1/batches", relToken, body, time.Minute)
+			code, raw, err := rawPost(cl.c.Base+"/api/v1/batches", relToken, body, time.Minute)
 			ch <- answer{code, raw, err}
 		}()
 		// Kill at a random point of [lo, hi], a window that starts as 0–1.5 × the measured

@@ -5,11 +5,12 @@ package e2e
 
 import (
 	"bytes"
-	"encoding/json"
+	"context"
+	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cn-relay-manager/cn-relay-manager/internal/apiclient"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/batch"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/demo"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/testredis"
@@ -108,58 +111,57 @@ func (p *proc) output() string {
 	return p.log.String()
 }
 
-type apiClient struct {
-	base, token string
+// apiClient is the tests' use of internal/apiclient: do answers the status the tests
+// assert on (0 when no answer came).
+type apiClient struct{ *apiclient.Client }
+
+func newAPIClient(base, token string) apiClient {
+	c := apiclient.New(base, token)
+	c.HTTP = &http.Client{}
+	return apiClient{c}
 }
 
 func (c apiClient) do(t *testing.T, method, path string, in, out any) int {
 	t.Helper()
-	var body io.Reader
-	if in != nil {
-		b, _ := json.Marshal(in)
-		body = bytes.NewReader(b)
+	p, rawQuery, _ := strings.Cut(path, "?")
+	q, _ := url.ParseQuery(rawQuery)
+	code, raw, err := c.Call(context.Background(), method, p, q, in, out)
+	var ae *apiclient.Error
+	if err != nil && code != 0 && !errors.As(err, &ae) {
+		t.Fatalf("%s %s: decode: %v: %s", method, path, err, raw)
 	}
-	req, _ := http.NewRequest(method, c.base+path, body)
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if out != nil && resp.StatusCode < 300 {
-		if err := json.Unmarshal(raw, out); err != nil {
-			t.Fatalf("%s %s: decode: %v: %s", method, path, err, raw)
-		}
-	}
-	return resp.StatusCode
+	return code
+}
+
+// waitEvery checks cond every interval until it holds or timeout passes (apiclient.Poll,
+// the one wait loop of every API caller); it reports whether cond held. Tests wait for
+// conditions this way instead of sleeping a guessed time.
+func waitEvery(interval, timeout time.Duration, cond func() bool) bool {
+	return apiclient.Poll(context.Background(), interval, timeout, func(context.Context) (bool, error) { return cond(), nil }) == nil
+}
+
+// waitFor is waitEvery at 50 ms.
+func waitFor(timeout time.Duration, cond func() bool) bool {
+	return waitEvery(50*time.Millisecond, timeout, cond)
 }
 
 func (c apiClient) waitReady(t *testing.T, p *proc) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		if c.do(t, "GET", "/readyz", nil, nil) == 200 {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
+	if !waitEvery(100*time.Millisecond, 60*time.Second, func() bool { return c.do(t, "GET", "/readyz", nil, nil) == 200 }) {
+		t.Fatalf("api not ready; log:\n%s", p.output())
 	}
-	t.Fatalf("api not ready; log:\n%s", p.output())
 }
 
 func (c apiClient) submit(t *testing.T, sims *demo.Simulators) string {
 	t.Helper()
 	var host store.Host
-	if code := c.do(t, "POST", "/api/v1/hosts", map[string]any{"name": "e2e-host", "admin_url": sims.Host.URL(), "admin_api_key": sims.AdminKey}, &host); code != 201 {
+	if code := c.do(t, "POST", "/api/v1/hosts", apiclient.HostRequest{Name: "e2e-host", AdminURL: sims.Host.URL(), AdminAPIKey: sims.AdminKey}, &host); code != 201 {
 		t.Fatalf("register host: %d", code)
 	}
 	var sub struct {
 		Batch store.Batch `json:"batch"`
 	}
-	if code := c.do(t, "POST", "/api/v1/batches", map[string]any{"host_id": host.ID, "items": sims.ItemsJSON()}, &sub); code != 201 {
+	if code := c.do(t, "POST", "/api/v1/batches", batch.Request{HostID: host.ID, Items: sims.Items()}, &sub); code != 201 {
 		t.Fatalf("submit batch: %d", code)
 	}
 	return sub.Batch.ID
@@ -167,20 +169,15 @@ func (c apiClient) submit(t *testing.T, sims *demo.Simulators) string {
 
 func (c apiClient) waitBatch(t *testing.T, id string, timeout time.Duration, logs func() string) []store.Item {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		var b store.Batch
-		if c.do(t, "GET", "/api/v1/batches/"+id, nil, &b) == 200 && b.Status != store.BatchQueued && b.Status != store.BatchRunning {
-			var page struct {
-				Items []store.Item `json:"items"`
-			}
-			c.do(t, "GET", "/api/v1/batches/"+id+"/items", nil, &page)
-			return page.Items
-		}
-		time.Sleep(300 * time.Millisecond)
+	_, err := c.WaitBatch(context.Background(), id, 300*time.Millisecond, timeout, nil)
+	if err != nil {
+		t.Fatalf("batch %s not finished in %s (%v); logs:\n%s", id, timeout, err, logs())
 	}
-	t.Fatalf("batch %s not finished in %s; logs:\n%s", id, timeout, logs())
-	return nil
+	var page struct {
+		Items []store.Item `json:"items"`
+	}
+	c.do(t, "GET", "/api/v1/batches/"+id+"/items", nil, &page)
+	return page.Items
 }
 
 func checkItems(t *testing.T, items []store.Item, sims *demo.Simulators) {
@@ -252,7 +249,7 @@ func startSplit(t *testing.T, workers int, hostLatency time.Duration, extra ...s
 	listen := freeAddr(t)
 	env := append(append(baseEnv(t, s.dir, listen), "CRM_REDIS_ADDR="+s.redis.Addr), extra...)
 	s.api = start(t, apiBin, env)
-	s.c = apiClient{base: "http://" + listen, token: "e2e-token-0123456789abcdef"}
+	s.c = newAPIClient("http://"+listen, "e2e-token-0123456789abcdef")
 	s.c.waitReady(t, s.api)
 	for i := 0; i < workers; i++ {
 		s.workers = append(s.workers, start(t, workerBin, env))
@@ -265,7 +262,7 @@ func TestSplitProcessesEndToEnd(t *testing.T) {
 	s := startSplit(t, 1, 0)
 	c, sims, api, worker := s.c, s.sims, s.api, s.workers[0]
 
-	if code := (apiClient{base: c.base}).do(t, "GET", "/api/v1/batches", nil, nil); code != 401 {
+	if code := newAPIClient(c.Base, "").do(t, "GET", "/api/v1/batches", nil, nil); code != 401 {
 		t.Errorf("unauthenticated request answered %d, want 401", code)
 	}
 	id := c.submit(t, sims)
@@ -296,7 +293,7 @@ func TestAllInOneKilledMidBatchRecovers(t *testing.T) {
 	dir, listen := t.TempDir(), freeAddr(t)
 	env := baseEnv(t, dir, listen)
 	first := start(t, apiBin, env)
-	c := apiClient{base: "http://" + listen, token: "e2e-token-0123456789abcdef"}
+	c := newAPIClient("http://"+listen, "e2e-token-0123456789abcdef")
 	c.waitReady(t, first)
 	id := c.submit(t, sims)
 

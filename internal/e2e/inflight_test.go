@@ -8,23 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 )
-
-// waitFor polls cond every 50 ms until it holds or timeout passes; it reports whether it
-// held. Tests wait for conditions this way instead of sleeping a guessed time.
-func waitFor(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
 
 // heldFrom counts the held host requests (remote "ip:port" addresses, see
 // hostsim.Server.Held) that come from a socket of process pid: proof that the process is

@@ -327,16 +327,15 @@ func (cl *cluster) reconcileBatch(batchID string) store.ReconcileRun {
 	if code := cl.c.do(cl.t, "POST", "/api/v1/batches/"+batchID+"/reconcile", nil, &run); code != 202 {
 		cl.t.Fatalf("reconcile batch %s: %d", batchID, code)
 	}
-	deadline := time.Now().Add(2 * time.Minute)
-	for time.Now().Before(deadline) {
-		var got store.ReconcileRun
-		if cl.c.do(cl.t, "GET", "/api/v1/reconcile-runs/"+run.ID, nil, &got) == 200 && got.Status != "queued" && got.Status != "running" {
-			if got.Status != "completed" {
-				cl.t.Fatalf("reconcile run %s: %s %s", run.ID, got.Status, got.Summary)
-			}
-			return got
+	var got store.ReconcileRun
+	if waitEvery(300*time.Millisecond, 2*time.Minute, func() bool {
+		got = store.ReconcileRun{}
+		return cl.c.do(cl.t, "GET", "/api/v1/reconcile-runs/"+run.ID, nil, &got) == 200 && got.Status != "queued" && got.Status != "running"
+	}) {
+		if got.Status != "completed" {
+			cl.t.Fatalf("reconcile run %s: %s %s", run.ID, got.Status, got.Summary)
 		}
-		time.Sleep(300 * time.Millisecond)
+		return got
 	}
 	cl.t.Fatalf("reconcile run %s did not finish\n%s", run.ID, cl.logs())
 	return run
@@ -348,14 +347,13 @@ func (cl *cluster) rollbackBatch(batchID string) store.Action {
 	if code := cl.c.do(cl.t, "POST", "/api/v1/batches/"+batchID+"/rollback", nil, nil); code != 202 {
 		cl.t.Fatalf("rollback batch %s: %d", batchID, code)
 	}
-	deadline := time.Now().Add(3 * time.Minute)
-	for time.Now().Before(deadline) {
-		var b store.Batch
-		if cl.c.do(cl.t, "GET", "/api/v1/batches/"+batchID, nil, &b) == 200 && b.LastAction.Kind == "rollback" &&
-			(b.LastAction.Status == "completed" || b.LastAction.Status == "partial") {
-			return b.LastAction
-		}
-		time.Sleep(300 * time.Millisecond)
+	var b store.Batch
+	if waitEvery(300*time.Millisecond, 3*time.Minute, func() bool {
+		b = store.Batch{}
+		return cl.c.do(cl.t, "GET", "/api/v1/batches/"+batchID, nil, &b) == 200 && b.LastAction.Kind == "rollback" &&
+			(b.LastAction.Status == "completed" || b.LastAction.Status == "partial")
+	}) {
+		return b.LastAction
 	}
 	cl.t.Fatalf("rollback of batch %s did not finish\n%s", batchID, cl.logs())
 	return store.Action{}

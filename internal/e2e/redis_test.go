@@ -82,8 +82,8 @@ func (cl *cluster) warnSummary() string {
 
 // getRaw GETs a path with the token and returns status and body.
 func (cl *cluster) getRaw(path string) (int, string) {
-	req, _ := http.NewRequest("GET", cl.c.base+path, nil)
-	req.Header.Set("Authorization", "Bearer "+cl.c.token)
+	req, _ := http.NewRequest("GET", cl.c.Base+path, nil)
+	req.Header.Set("Authorization", "Bearer "+cl.c.Token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, err.Error()

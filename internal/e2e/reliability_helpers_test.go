@@ -25,6 +25,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/cn-relay-manager/cn-relay-manager/internal/apiclient"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/sim/hostsim"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/sim/upstreamsim"
@@ -212,7 +213,7 @@ func newCluster(t *testing.T, o clusterOpts) *cluster {
 		cl.db = "postgres"
 	}
 	cl.env = append(cl.env, o.extraEnv...)
-	cl.c = apiClient{base: "http://" + listen, token: relToken}
+	cl.c = newAPIClient("http://"+listen, relToken)
 	cl.startAPI()
 	if o.workers <= 0 {
 		o.workers = 1
@@ -235,15 +236,13 @@ func (cl *cluster) startAPI() {
 		cl.api = p
 		cl.all = append(cl.all, namedProc{fmt.Sprintf("api #%d", len(cl.all)), p})
 		cl.mu.Unlock()
-		deadline := time.Now().Add(60 * time.Second)
-		for time.Now().Before(deadline) {
-			if cl.c.do(cl.t, "GET", "/readyz", nil, nil) == 200 {
-				return
-			}
-			if strings.Contains(p.output(), "address already in use") && try < 5 {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
+		ready := false
+		waitEvery(100*time.Millisecond, 60*time.Second, func() bool {
+			ready = cl.c.do(cl.t, "GET", "/readyz", nil, nil) == 200
+			return ready || strings.Contains(p.output(), "address already in use") && try < 5
+		})
+		if ready {
+			return
 		}
 		if !strings.Contains(p.output(), "address already in use") || try >= 5 {
 			cl.t.Fatalf("api not ready after 60s; logs:\n%s", cl.logs())
@@ -288,13 +287,15 @@ func (cl *cluster) logs() string {
 func (cl *cluster) registerHost(name, adminKey string) string {
 	cl.t.Helper()
 	// The registration probes the host; with injected faults it may take a few tries.
-	code := 0
-	for try := 0; try < 15; try++ {
-		var h store.Host
-		if code = cl.c.do(cl.t, "POST", "/api/v1/hosts", map[string]any{"name": name, "admin_url": cl.hostURL, "admin_api_key": adminKey}, &h); code == 201 {
-			return h.ID
-		}
-		time.Sleep(200 * time.Millisecond)
+	code, tries := 0, 0
+	var h store.Host
+	waitEvery(200*time.Millisecond, 0, func() bool {
+		tries++
+		code = cl.c.do(cl.t, "POST", "/api/v1/hosts", apiclient.HostRequest{Name: name, AdminURL: cl.hostURL, AdminAPIKey: adminKey}, &h)
+		return code == 201 || tries == 15
+	})
+	if code == 201 {
+		return h.ID
 	}
 	cl.t.Fatalf("register host: %d\n%s", code, cl.logs())
 	return ""
@@ -349,24 +350,21 @@ func (cl *cluster) progress(id string) int {
 // waitTerminal waits until every item of the batch is terminal and returns the items.
 func (cl *cluster) waitTerminal(id string, timeout time.Duration) []store.Item {
 	cl.t.Helper()
-	deadline := time.Now().Add(timeout)
 	var last []store.Item
-	for time.Now().Before(deadline) {
+	if waitEvery(500*time.Millisecond, timeout, func() bool {
 		items, ok := cl.batchItems(id)
-		if ok {
-			last = items
-			done := len(items) > 0
-			for _, it := range items {
-				if !store.IsTerminal(it.Status) {
-					done = false
-					break
-				}
-			}
-			if done {
-				return items
+		if !ok {
+			return false
+		}
+		last = items
+		for _, it := range items {
+			if !store.IsTerminal(it.Status) {
+				return false
 			}
 		}
-		time.Sleep(500 * time.Millisecond)
+		return len(items) > 0
+	}) {
+		return last
 	}
 	var stuck []string
 	for _, it := range last {

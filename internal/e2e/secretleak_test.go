@@ -92,8 +92,8 @@ func TestSecretLeak(t *testing.T) {
 
 	// API responses, pages and asynqmon.
 	get := func(path string) string {
-		req, _ := http.NewRequest("GET", c.base+path, nil)
-		req.Header.Set("Authorization", "Bearer "+c.token)
+		req, _ := http.NewRequest("GET", c.Base+path, nil)
+		req.Header.Set("Authorization", "Bearer "+c.Token)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatalf("GET %s: %v", path, err)

@@ -38,6 +38,14 @@ func (r *TestResult) BaseURLRefused() bool {
 	return !r.Success && strings.HasPrefix(r.Error, "Invalid base URL:")
 }
 
+// Warmup reports whether the failed test is one of the answers a fresh account gives
+// while the host is still warming up (HTTP 403 from the host's own path): the test is to
+// be repeated inside the confirmation window, not judged.
+func (r *TestResult) Warmup() bool {
+	return !r.Success && (strings.Contains(r.Error, "returned 403") || strings.Contains(r.Error, " 403:") ||
+		strings.Contains(strings.ToLower(r.Error), "warming up"))
+}
+
 // Output joins the content texts that are model output (fork runtime_meta lines excluded).
 func (r *TestResult) Output() string {
 	var b strings.Builder

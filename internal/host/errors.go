@@ -31,6 +31,7 @@ const (
 	CodeAPIKeyExists       = "API_KEY_EXISTS"
 	CodeIdempotencyReuse   = "IDEMPOTENCY_KEY_CONFLICT"
 	CodeSubscriptionClash  = "SUBSCRIPTION_ASSIGN_CONFLICT"
+	CodeSubscriptionExists = "SUBSCRIPTION_ALREADY_EXISTS"
 	CodeUserNotFound       = "USER_NOT_FOUND"
 	// CodeInvalidBaseURL is the outbound-policy refusal of an account's base URL
 	// (400, "base_url is invalid or not allowed by the current outbound policy").

@@ -2,7 +2,7 @@
 // global default one): item states and failure classes read from the database at scrape
 // time, step durations observed by the job handlers, host/upstream HTTP call latency and
 // status classes observed through the evidence hook, and queue depth read from asynq at
-// scrape time. No label ever carries a secret, a URL, a key or a body: labels are fixed
+// scrape time. A process builds one set (internal/app) and hands it to whoever records. No label ever carries a secret, a URL, a key or a body: labels are fixed
 // vocabularies (state, step, outcome, target, status class, failure class, queue state).
 package metrics
 
@@ -87,16 +87,6 @@ func New() *Metrics {
 	return m
 }
 
-// Default is the process-wide set the job handlers and the evidence hook record into and
-// /metrics serves. It is not prometheus.DefaultRegisterer. (Built in init, after the
-// package-level descriptors it needs.)
-var Default *Metrics
-
-func init() {
-	Default = New()
-	evidence.SetObserver(func(e evidence.Exchange) { Default.ObserveExchange(e) })
-}
-
 // SetSources sets (or replaces) where the scrape-time families come from; either may be
 // nil. queues lists the asynq queues to report (default: "default").
 func (m *Metrics) SetSources(items ItemSource, queue QueueInspector, queues ...string) {
@@ -108,16 +98,18 @@ func (m *Metrics) SetSources(items ItemSource, queue QueueInspector, queues ...s
 	}
 }
 
-// ObserveStep records one run of an item step.
+// ObserveStep records one run of an item step (or of a batch-level task). A nil set
+// records nothing.
 func (m *Metrics) ObserveStep(step, outcome string, d time.Duration) {
+	if m == nil {
+		return
+	}
 	m.stepDuration.WithLabelValues(step, outcome).Observe(d.Seconds())
 }
 
-// ObserveStep records one run of an item step into Default.
-func ObserveStep(step, outcome string, d time.Duration) { Default.ObserveStep(step, outcome, d) }
-
 // ObserveExchange records one host/upstream HTTP call. Only the target, the status and
-// the latency are read.
+// the latency are read. Install it with evidence.SetObserver (internal/app does, once per
+// process).
 func (m *Metrics) ObserveExchange(e evidence.Exchange) {
 	target := e.Target
 	switch target {

@@ -18,22 +18,26 @@ import (
 	"github.com/cn-relay-manager/cn-relay-manager/internal/evidence"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/metrics"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/pipeline"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/step"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 	"github.com/cn-relay-manager/cn-relay-manager/jobs"
 )
 
-var _ metrics.QueueInspector = (*asynq.Inspector)(nil)
+var (
+	_ metrics.QueueInspector = (*asynq.Inspector)(nil)
+	_ metrics.ItemSource     = (*store.Store)(nil)
+)
 
 type fakeRunner struct{}
 
-func (fakeRunner) Run(_ context.Context, step, itemID string, seq int) (pipeline.Decision, error) {
+func (fakeRunner) Run(_ context.Context, name, itemID string, seq int) (pipeline.Decision, error) {
 	switch itemID {
 	case "boom":
 		return pipeline.Decision{}, errors.New("database went away")
 	case "wait":
-		return pipeline.Decision{ItemID: itemID, Next: step, Seq: seq + 1, Delay: time.Hour}, nil
+		return pipeline.Decision{ItemID: itemID, Next: name, Seq: seq + 1, Delay: time.Hour}, nil
 	}
-	return pipeline.Decision{ItemID: itemID, Next: jobs.TypeAccountProbe, Seq: seq + 1, Delay: time.Hour}, nil
+	return pipeline.Decision{ItemID: itemID, Next: step.AccountProbe, Seq: seq + 1, Delay: time.Hour}, nil
 }
 
 type nopEnqueuer struct{}
@@ -63,7 +67,7 @@ func wantLines(t *testing.T, body string, lines ...string) {
 
 // After some activity (items in the store, an attempt with a failure class, HTTP calls
 // seen by the evidence hook, step runs through the job handler, tasks in a real asynq
-// queue) every family is exposed on the Default registry, with no secret in it.
+// queue) every family is exposed on the process's registry, with no secret in it.
 func TestExpositionAfterActivity(t *testing.T) {
 	ctx := context.Background()
 	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "metrics.db"))
@@ -80,8 +84,8 @@ func TestExpositionAfterActivity(t *testing.T) {
 	}
 	b := &store.Batch{HostID: h.ID, Mode: "none"}
 	items := []*store.Item{
-		{Name: "a", BaseURL: "https://api.deepseek.com", APIKeyEnc: "v1:x", KeyMasked: "sk-abc...6789", KeyFingerprint: "f1", Step: jobs.TypeImport},
-		{Name: "b", BaseURL: "https://api.deepseek.com", APIKeyEnc: "v1:y", KeyMasked: "sk-abc...6780", KeyFingerprint: "f2", Step: jobs.TypeImport},
+		{Name: "a", BaseURL: "https://api.deepseek.com", APIKeyEnc: "v1:x", KeyMasked: "sk-abc...6789", KeyFingerprint: "f1", Step: step.Import},
+		{Name: "b", BaseURL: "https://api.deepseek.com", APIKeyEnc: "v1:y", KeyMasked: "sk-abc...6780", KeyFingerprint: "f2", Step: step.Import},
 	}
 	if err := st.CreateBatch(ctx, b, items); err != nil {
 		t.Fatal(err)
@@ -93,7 +97,7 @@ func TestExpositionAfterActivity(t *testing.T) {
 	seq := it.Seq
 	it.Status, it.FailureClass = store.ItemFailed, "rate_limited"
 	now := time.Now()
-	if err := st.CompleteStep(ctx, it, seq, &store.Attempt{Step: jobs.TypeImport, Seq: seq, Number: 1, Outcome: store.OutcomeFailed,
+	if err := st.CompleteStep(ctx, it, seq, &store.Attempt{Step: step.Import, Seq: seq, Number: 1, Outcome: store.OutcomeFailed,
 		FailureClass: "rate_limited", StartedAt: now, FinishedAt: now}); err != nil {
 		t.Fatal(err)
 	}
@@ -102,16 +106,19 @@ func TestExpositionAfterActivity(t *testing.T) {
 	conn := asynq.RedisClientOpt{Addr: mr.Addr()}
 	insp := asynq.NewInspector(conn)
 	defer insp.Close()
-	metrics.Default.SetSources(metrics.StoreSource{DB: st.DB}, insp)
+	m := metrics.New()
+	t.Cleanup(func() { evidence.SetObserver(nil) })
+	evidence.SetObserver(m.ObserveExchange)
+	m.SetSources(st, insp)
 	// Before anything was enqueued the queue does not exist in Redis: zeros, source up.
-	wantLines(t, scrape(t, metrics.Default), `crm_queue_depth{queue="default",state="pending"} 0`, `crm_scrape_source_up{source="queue"} 1`)
+	wantLines(t, scrape(t, m), `crm_queue_depth{queue="default",state="pending"} 0`, `crm_scrape_source_up{source="queue"} 1`)
 	client := asynq.NewClient(conn)
 	defer client.Close()
 	q := &jobs.Queue{Client: client}
-	if err := q.EnqueueStep(ctx, jobs.TypeImport, "i1", 0, time.Now()); err != nil {
+	if err := q.EnqueueStep(ctx, step.Import, "i1", 0, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if err := q.EnqueueStep(ctx, jobs.TypeImport, "i2", 0, time.Now().Add(time.Hour)); err != nil {
+	if err := q.EnqueueStep(ctx, step.Import, "i2", 0, time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -122,14 +129,14 @@ func TestExpositionAfterActivity(t *testing.T) {
 	evidence.Record(ctx, evidence.Exchange{Target: "gateway", Method: "POST", Path: "/v1/chat/completions", Error: "dial tcp: refused"})
 
 	// Step runs through the real job handler.
-	hd := &jobs.Handlers{Runner: fakeRunner{}, Queue: &jobs.Queue{Client: nopEnqueuer{}}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	hd := &jobs.Handlers{Runner: fakeRunner{}, Queue: &jobs.Queue{Client: nopEnqueuer{}}, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: m}
 	mux := hd.Mux()
 	for _, id := range []string{"ok", "wait", "boom", ""} {
 		p, _ := json.Marshal(jobs.StepPayload{ItemID: id, Seq: 1})
-		_ = mux.ProcessTask(ctx, asynq.NewTask(jobs.TypeImport, p))
+		_ = mux.ProcessTask(ctx, asynq.NewTask(step.Import, p))
 	}
 
-	body := scrape(t, metrics.Default)
+	body := scrape(t, m)
 	wantLines(t, body,
 		`crm_items{state="submitted"} 1`,
 		`crm_items{state="failed"} 1`,
@@ -156,7 +163,7 @@ func TestExpositionAfterActivity(t *testing.T) {
 
 	// A broken source is reported, not fatal.
 	mr.Close()
-	body = scrape(t, metrics.Default)
+	body = scrape(t, m)
 	wantLines(t, body, `crm_scrape_source_up{source="queue"} 0`, `crm_scrape_source_up{source="store"} 1`)
 }
 

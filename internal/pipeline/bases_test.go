@@ -10,6 +10,7 @@ import (
 	"github.com/cn-relay-manager/cn-relay-manager/internal/catalog"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/sim/upstreamsim"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/step"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/upstream"
 )
@@ -45,7 +46,7 @@ func TestImportStoresBothBases(t *testing.T) {
 	item := func(base, key string) *store.Item {
 		sealed, _ := h.box.Seal(key)
 		return &store.Item{Name: key, BaseURL: base, APIKeyEnc: sealed, KeyMasked: secret.Mask(key),
-			KeyFingerprint: h.box.Fingerprint(key), Step: StepImport}
+			KeyFingerprint: h.box.Fingerprint(key), Step: step.Import}
 	}
 	mm := item("https://api.minimaxi.com/anthropic/v1/messages", mmKey)
 	relay := item(h.up.BaseURL(catalog.OpenAICompatible), relayKey)

@@ -19,13 +19,6 @@ import (
 	"github.com/cn-relay-manager/cn-relay-manager/internal/upstream"
 )
 
-// Step names; they are also the queue task types.
-const (
-	StepImport        = "import"
-	StepAccountProbe  = "account-probe"
-	StepAccessClosure = "access-closure"
-)
-
 // Access modes (product §6).
 const (
 	ModeSubscription = "subscription"
@@ -124,7 +117,7 @@ type result struct {
 
 // Run executes step for the item at sequence seq and persists the outcome. A task for a
 // step the item has already moved past (duplicate delivery, stale schedule) does nothing.
-func (e *Engine) Run(ctx context.Context, step, itemID string, seq int) (Decision, error) {
+func (e *Engine) Run(ctx context.Context, name, itemID string, seq int) (Decision, error) {
 	it, err := e.Store.GetItem(ctx, itemID)
 	if errors.Is(err, store.ErrNotFound) {
 		return Decision{}, nil
@@ -132,7 +125,7 @@ func (e *Engine) Run(ctx context.Context, step, itemID string, seq int) (Decisio
 	if err != nil {
 		return Decision{}, err
 	}
-	if it.Seq != seq || it.Step != step || store.IsTerminal(it.Status) {
+	if it.Seq != seq || it.Step != name || store.IsTerminal(it.Status) {
 		return Decision{}, nil
 	}
 	sc, err := e.load(ctx, it)
@@ -151,27 +144,22 @@ func (e *Engine) Run(ctx context.Context, step, itemID string, seq int) (Decisio
 		defer func() {
 			if p := recover(); p != nil {
 				res = result{outcome: store.OutcomeFailed, class: failure.Internal, status: store.ItemFailed,
-					message: fmt.Sprintf("internal error in step %s: %v", step, p)}
+					message: fmt.Sprintf("internal error in step %s: %v", name, p)}
 			}
 		}()
 		sctx := evidence.WithRecorder(ctx, rec)
-		switch step {
-		case StepImport:
-			res = e.runImport(sctx, sc)
-		case StepAccountProbe:
-			res = e.runAccountProbe(sctx, sc)
-		case StepAccessClosure:
-			res = e.runAccessClosure(sctx, sc)
-		default:
-			res = result{outcome: store.OutcomeFailed, class: failure.Internal, status: store.ItemFailed, message: "unknown step " + step}
+		if run, ok := handlers[name]; ok {
+			res = run(e, sctx, sc)
+		} else {
+			res = result{outcome: store.OutcomeFailed, class: failure.Internal, status: store.ItemFailed, message: "unknown step " + name}
 		}
 	}()
 	if ctx.Err() != nil && res.outcome != store.OutcomeOK {
 		// Shutting down mid-step: leave the item at this sequence; the queue or the
 		// recovery sweep runs the step again.
-		return Decision{}, fmt.Errorf("step %s for item %s interrupted: %w", step, itemID, ctx.Err())
+		return Decision{}, fmt.Errorf("step %s for item %s interrupted: %w", name, itemID, ctx.Err())
 	}
-	return e.persist(ctx, sc, step, seq, started, res, rec)
+	return e.persist(ctx, sc, name, seq, started, res, rec)
 }
 
 func (e *Engine) persist(ctx context.Context, sc *stepContext, step string, seq int, started time.Time, res result, rec *evidence.Recorder) (Decision, error) {

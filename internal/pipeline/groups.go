@@ -240,7 +240,7 @@ func (e *Engine) liveGroup(ctx context.Context, sc *stepContext, tg *targetGroup
 	}
 	g, err = sc.client.CreateGroup(ctx, host.CreateGroupRequest{Name: tg.name, Platform: tg.platform, SubscriptionType: tg.subType,
 		RateMultiplier: 1, Description: fmt.Sprintf("%s: pooled %s keys (created by batch %s)", provenanceTag, tg.platform, sc.batch.ID)})
-	if host.IsCode(err, "GROUP_EXISTS") {
+	if host.IsCode(err, host.CodeGroupExists) {
 		// Another item of the batch (or another worker) created it a moment ago.
 		if g, err = sc.client.FindGroupByName(ctx, tg.name); err == nil && g == nil {
 			err = fmt.Errorf("group %s exists on the host but cannot be found by name", tg.name)

@@ -15,6 +15,7 @@ import (
 	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/sim/hostsim"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/sim/upstreamsim"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/step"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/testpg"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/upstream"
@@ -154,7 +155,7 @@ func (h *harness) submitBatch(b *store.Batch, specs ...itemSpec) (*store.Batch, 
 		}
 		sealed, _ := h.box.Seal(s.key)
 		items = append(items, &store.Item{Name: s.key, BaseURL: h.up.BaseURL(s.provider), ProviderHint: s.provider, APIKeyEnc: sealed,
-			KeyMasked: secret.Mask(s.key), KeyFingerprint: h.box.Fingerprint(s.key), RequestedModels: s.models, Step: StepImport})
+			KeyMasked: secret.Mask(s.key), KeyFingerprint: h.box.Fingerprint(s.key), RequestedModels: s.models, Step: step.Import})
 	}
 	if err := h.store.CreateBatch(context.Background(), b, items); err != nil {
 		h.t.Fatal(err)

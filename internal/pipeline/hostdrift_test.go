@@ -17,6 +17,7 @@ import (
 	"github.com/cn-relay-manager/cn-relay-manager/internal/host"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/sim/hostsim"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/sim/upstreamsim"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/step"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 )
 
@@ -97,7 +98,7 @@ func TestConcurrentTopUpsOfOneUser(t *testing.T) {
 			}
 			_, items := h.submit(ModeSelfService, specs...)
 			for _, it := range items {
-				h.driveTo(it.ID, StepAccessClosure)
+				h.driveTo(it.ID, step.AccessClosure)
 			}
 
 			engines := []*Engine{h.eng, h.otherProcess()}[:procs]
@@ -197,7 +198,7 @@ func TestOutboundPolicyRefusal(t *testing.T) {
 			h.up.AddKey("sk-policy-000000000002", upstreamsim.ModeOK)
 			b := &store.Batch{HostID: h.host.ID, Mode: ModeSelfService, DryRun: true}
 			dry := &store.Item{Name: "dry", BaseURL: h.up.BaseURL("deepseek"), ProviderHint: "deepseek", APIKeyEnc: sealed, KeyMasked: "sk-pol...0002",
-				KeyFingerprint: h.box.Fingerprint("sk-policy-000000000002"), RequestedModels: []string{"deepseek-flash"}, Step: StepImport}
+				KeyFingerprint: h.box.Fingerprint("sk-policy-000000000002"), RequestedModels: []string{"deepseek-flash"}, Step: step.Import}
 			if err := h.store.CreateBatch(context.Background(), b, []*store.Item{dry}); err != nil {
 				t.Fatal(err)
 			}

@@ -46,10 +46,10 @@ func (e *Engine) ProbeHost(ctx context.Context, h *store.Host) error {
 	if err != nil {
 		he, ok := host.AsError(err)
 		switch {
-		case ok && he.Status == 401:
+		case host.IsUnauthorized(err):
 			h.Status, h.StatusMessage = HostAuthFailed, fmt.Sprintf("the host refused the admin credentials (%s)", he.Code)
 			return nil
-		case ok && he.Code == "REQUIRES_2FA":
+		case host.IsCode(err, host.CodeRequires2FA):
 			h.Status, h.StatusMessage = HostLoginBlocked, "admin login requires 2FA; register the host with an admin API key instead"
 			return nil
 		case ok && he.Status > 0:

@@ -10,6 +10,7 @@ import (
 	"github.com/cn-relay-manager/cn-relay-manager/internal/failure"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/host"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/step"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/upstream"
 )
@@ -30,7 +31,7 @@ func (e *Engine) runImport(ctx context.Context, sc *stepContext) result {
 	if !sc.batch.Force {
 		prev, err := e.Store.FindImportedKey(ctx, it.HostID, it.KeyFingerprint, it.BatchID)
 		if err != nil {
-			return e.retryOrFail(sc, StepImport, store.ItemProbing, err)
+			return e.retryOrFail(sc, step.Import, store.ItemProbing, err)
 		}
 		if prev != nil {
 			it.DuplicateOf = prev.ID
@@ -41,7 +42,7 @@ func (e *Engine) runImport(ctx context.Context, sc *stepContext) result {
 
 	release, err := e.acquire(ctx, "upstream:"+norm.Host, e.Settings.UpstreamConcurrency)
 	if err != nil {
-		return e.retryOrFail(sc, StepImport, store.ItemProbing, err)
+		return e.retryOrFail(sc, step.Import, store.ItemProbing, err)
 	}
 	capab, err := e.Prober.Probe(ctx, upstream.Target{BaseURL: norm.BaseURL, AnthropicBase: norm.AnthropicBase, APIKey: sc.apiKey,
 		ProviderID: det.ProviderID, Models: it.RequestedModels})
@@ -50,7 +51,7 @@ func (e *Engine) runImport(ctx context.Context, sc *stepContext) result {
 		e.recordCapability(it, capab)
 	}
 	if err != nil {
-		return e.retryOrFail(sc, StepImport, store.ItemProbing, err)
+		return e.retryOrFail(sc, step.Import, store.ItemProbing, err)
 	}
 	if len(it.Models) == 0 || it.SmokeModel == "" {
 		return result{outcome: store.OutcomeFailed, class: failure.ModelNotFound, status: store.ItemFailed,
@@ -67,7 +68,7 @@ func (e *Engine) runImport(ctx context.Context, sc *stepContext) result {
 		return res
 	}
 	if err != nil {
-		return e.hostFailure(sc, StepImport, store.ItemProbing, err)
+		return e.hostFailure(sc, step.Import, store.ItemProbing, err)
 	}
 	it.TargetGroup = tg.name
 	it.Plan = e.plan(sc, spec, tg)
@@ -88,7 +89,7 @@ func (e *Engine) runImport(ctx context.Context, sc *stepContext) result {
 		return res
 	}
 	if err != nil {
-		return e.hostFailure(sc, StepImport, store.ItemImporting, err)
+		return e.hostFailure(sc, step.Import, store.ItemImporting, err)
 	}
 	acc, err := e.ensureAccount(ctx, sc, groupID, spec)
 	if host.IsOutboundPolicy(err) {
@@ -96,13 +97,13 @@ func (e *Engine) runImport(ctx context.Context, sc *stepContext) result {
 			message: fmt.Sprintf("%s: %s", describe(err), host.OutboundPolicyAdvice(norm.BaseURL))}
 	}
 	if err != nil {
-		return e.hostFailure(sc, StepImport, store.ItemImporting, err)
+		return e.hostFailure(sc, step.Import, store.ItemImporting, err)
 	}
 	it.AccountStatus = acc.Status
 	deadline, _ := e.window(sc.batch)
 	end := e.now().Add(deadline)
 	it.WindowDeadline = &end
-	return result{outcome: store.OutcomeOK, status: store.ItemConfirming, next: StepAccountProbe,
+	return result{outcome: store.OutcomeOK, status: store.ItemConfirming, next: step.AccountProbe,
 		message: fmt.Sprintf("account %d added to group %q (%d, %s); confirming", acc.ID, tg.name, groupID, tg.action)}
 }
 

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/cn-relay-manager/cn-relay-manager/internal/failure"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/host"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 )
@@ -102,7 +103,7 @@ func (e *Engine) ensureGroup(ctx context.Context, sc *stepContext, platform, sub
 	if g == nil {
 		g, err = sc.client.CreateGroup(ctx, host.CreateGroupRequest{Name: name, Description: provenance(sc.item),
 			Platform: platform, SubscriptionType: subscriptionType, RateMultiplier: 1})
-		if host.IsCode(err, "GROUP_EXISTS") {
+		if host.IsCode(err, host.CodeGroupExists) {
 			g, err = sc.client.FindGroupByName(ctx, name)
 		} else {
 			state = store.ResourceCreated
@@ -195,6 +196,23 @@ func containsID(ids []int64, id int64) bool {
 
 // ledgerID returns the host ID of the host's recorded object (type, name), which may be
 // shared with other items (a pooled group).
+// recorded returns the host ID the ledger holds for this item's object of typ and name,
+// or the result that ends the step (named stepName, the item in status): a retry when the
+// ledger could not be read, a failure when it holds no such object. A step that needs an
+// object an earlier step created starts with it.
+func (e *Engine) recorded(ctx context.Context, sc *stepContext, typ, name, stepName, status string) (int64, *result) {
+	id, ok, err := e.ledgerID(ctx, sc, typ, name)
+	if err != nil {
+		res := e.retryOrFail(sc, stepName, status, err)
+		return 0, &res
+	}
+	if !ok {
+		return 0, &result{outcome: store.OutcomeFailed, class: failure.Internal, status: store.ItemFailed,
+			message: "the ledger holds no " + typ + " for this item"}
+	}
+	return id, nil
+}
+
 func (e *Engine) ledgerID(ctx context.Context, sc *stepContext, typ, name string) (int64, bool, error) {
 	r, err := e.Store.FindResource(ctx, sc.host.ID, typ, name)
 	if errors.Is(err, store.ErrNotFound) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cn-relay-manager/cn-relay-manager/internal/host"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/sim/upstreamsim"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/step"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 )
 
@@ -106,7 +107,7 @@ func TestRollbackTwiceAndRefusals(t *testing.T) {
 		t.Fatalf("unknown batch: %v", err)
 	}
 	empty, _ := h.submit(ModeNone, itemSpec{provider: "deepseek", key: "sk-rb-0000000000005", mode: upstreamsim.ModeOK})
-	if _, err := h.eng.Rollback(ctx, empty.ID); !errors.Is(err, ErrNothingRecorded) {
+	if _, err := h.eng.Rollback(ctx, empty.ID); !errors.Is(err, store.ErrNothingRecorded) {
 		t.Fatalf("empty batch: %v", err)
 	}
 }
@@ -159,7 +160,7 @@ func TestDryRunStoresPlanAndWritesNothing(t *testing.T) {
 	h.up.AddKey("sk-dry-run-000000009", upstreamsim.ModeOK)
 	b := &store.Batch{HostID: h.host.ID, Mode: ModeSelfService, DryRun: true}
 	it := &store.Item{Name: "dry", BaseURL: h.up.BaseURL("deepseek"), ProviderHint: "deepseek", APIKeyEnc: sealed, KeyMasked: "sk-dry...0009",
-		KeyFingerprint: h.box.Fingerprint("sk-dry-run-000000009"), RequestedModels: []string{"deepseek-flash"}, Step: StepImport}
+		KeyFingerprint: h.box.Fingerprint("sk-dry-run-000000009"), RequestedModels: []string{"deepseek-flash"}, Step: step.Import}
 	if err := h.store.CreateBatch(ctx, b, []*store.Item{it}); err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/cn-relay-manager/cn-relay-manager/internal/host"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/sim/hostsim"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/sim/upstreamsim"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/step"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 )
 
@@ -457,7 +458,7 @@ func TestPooledSubscriptionRaceAcrossWorkers(t *testing.T) {
 	for _, it := range items {
 		for {
 			cur, _ := h.store.GetItem(ctx, it.ID)
-			if cur.Step == StepAccessClosure || store.IsTerminal(cur.Status) {
+			if cur.Step == step.AccessClosure || store.IsTerminal(cur.Status) {
 				break
 			}
 			dec, err := h.eng.Run(ctx, cur.Step, cur.ID, cur.Seq)

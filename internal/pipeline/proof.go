@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/cn-relay-manager/cn-relay-manager/internal/failure"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/host"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/step"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 )
 
@@ -28,16 +28,13 @@ func (e *Engine) proveAccount(ctx context.Context, sc *stepContext, key string) 
 		return result{outcome: store.OutcomeAdvisory, status: store.ItemReadyWithWarnings,
 			message: "group proven; the key's own account unproven (model_allowlist on the group)"}
 	}
-	accID, ok, err := e.ledgerID(ctx, sc, store.TypeAccount, accountName(sc))
-	if err != nil {
-		return e.retryOrFail(sc, StepAccessClosure, store.ItemVerifying, err)
-	}
-	if !ok {
-		return result{outcome: store.OutcomeFailed, class: failure.Internal, status: store.ItemFailed, message: "the ledger holds no account for this item"}
+	accID, stop := e.recorded(ctx, sc, store.TypeAccount, accountName(sc), step.AccessClosure, store.ItemVerifying)
+	if stop != nil {
+		return *stop
 	}
 	alias := proofAlias(it)
 	if err := e.setProofAlias(ctx, sc, accID, true); err != nil {
-		return e.hostFailure(sc, StepAccessClosure, store.ItemVerifying, err)
+		return e.hostFailure(sc, step.AccessClosure, store.ItemVerifying, err)
 	}
 	chat, err := sc.client.GatewayChat(ctx, key, host.ChatRequest{Model: alias, Prompt: "Reply with one word: ok", MaxTokens: 1})
 	if err != nil {
@@ -48,7 +45,7 @@ func (e *Engine) proveAccount(ctx context.Context, sc *stepContext, key string) 
 		return res
 	}
 	if err := e.setProofAlias(ctx, sc, accID, false); err != nil {
-		return e.hostFailure(sc, StepAccessClosure, store.ItemVerifying, err)
+		return e.hostFailure(sc, step.AccessClosure, store.ItemVerifying, err)
 	}
 	it.KeyProof = store.KeyProofGatewayAlias
 	it.SmokePreview = truncate(fmt.Sprintf("%d %s %s", chat.Status, mediaType(chat.ContentType), strings.TrimSpace(chat.Content)), 120)

@@ -11,10 +11,6 @@ import (
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 )
 
-// ErrNothingRecorded is returned when the ledger holds nothing for a batch: rollback
-// works only from recorded resources and refuses a blind delete.
-var ErrNothingRecorded = errors.New("the ledger holds no host object for this batch; refusing a blind delete")
-
 // rollbackOrder is reverse dependency order (product §4, host contract §13).
 var rollbackOrder = []string{store.TypeSubscription, store.TypeKey, store.TypeUser, store.TypeAccount, store.TypeGroup}
 
@@ -28,7 +24,7 @@ func (e *Engine) CheckRollback(ctx context.Context, batchID string) error {
 		return err
 	}
 	if len(rows) == 0 {
-		return ErrNothingRecorded
+		return store.ErrNothingRecorded
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/cn-relay-manager/cn-relay-manager/internal/host"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/sim/hostsim"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/sim/upstreamsim"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/step"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 )
 
@@ -36,12 +37,12 @@ func TestAccountTest403RaceEveryProfile(t *testing.T) {
 				t.Fatalf("status %s (%s: %s)", it.Status, it.FailureClass, it.FailureMessage)
 			}
 			atts := h.attempts(it.ID)
-			waits := countOutcome(atts, StepAccountProbe, store.OutcomeWaiting)
+			waits := countOutcome(atts, step.AccountProbe, store.OutcomeWaiting)
 			if prof, _ := host.ProfileByName(p); prof.AccountTestTrustedChatOnly {
 				if waits != 2 {
 					t.Errorf("want 2 waiting account-probe attempts, got %d", waits)
 				}
-			} else if countOutcome(atts, StepAccountProbe, store.OutcomeAdvisory) != 1 {
+			} else if countOutcome(atts, step.AccountProbe, store.OutcomeAdvisory) != 1 {
 				t.Errorf("0.1.129: account test must be advisory: %+v", atts)
 			}
 			if it.AccessStatus != "proven" || it.SmokePreview == "" {
@@ -62,7 +63,7 @@ func TestWarmup503For20sThenReady(t *testing.T) {
 		t.Fatalf("status %s (%s: %s)", it.Status, it.FailureClass, it.FailureMessage)
 	}
 	atts := h.attempts(it.ID)
-	if n := countOutcome(atts, StepAccessClosure, store.OutcomeWaiting); n < 2 {
+	if n := countOutcome(atts, step.AccessClosure, store.OutcomeWaiting); n < 2 {
 		t.Fatalf("want waiting access-closure attempts, got %d: %+v", n, atts)
 	}
 	for _, a := range atts {
@@ -96,8 +97,8 @@ func TestQuotaExhaustedAfterImportIsNoQuota(t *testing.T) {
 	_, items := h.submit(ModeSelfService, itemSpec{provider: "deepseek", key: key, mode: upstreamsim.ModeOK, models: []string{"deepseek-flash"}})
 	ctx := context.Background()
 	it, _ := h.store.GetItem(ctx, items[0].ID)
-	dec, err := h.eng.Run(ctx, StepImport, it.ID, it.Seq)
-	if err != nil || dec.Next != StepAccountProbe {
+	dec, err := h.eng.Run(ctx, step.Import, it.ID, it.Seq)
+	if err != nil || dec.Next != step.AccountProbe {
 		t.Fatalf("import: %+v %v", dec, err)
 	}
 	h.up.SetKeyMode(key, upstreamsim.ModeNoQuota)
@@ -151,10 +152,10 @@ func TestDuplicateDeliveryIsNoOp(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	_, items := h.submit(ModeSelfService, itemSpec{provider: "deepseek", key: "sk-dup-000000000008", mode: upstreamsim.ModeOK, models: []string{"deepseek-flash"}})
 	ctx := context.Background()
-	if _, err := h.eng.Run(ctx, StepImport, items[0].ID, 0); err != nil {
+	if _, err := h.eng.Run(ctx, step.Import, items[0].ID, 0); err != nil {
 		t.Fatal(err)
 	}
-	dec, err := h.eng.Run(ctx, StepImport, items[0].ID, 0)
+	dec, err := h.eng.Run(ctx, step.Import, items[0].ID, 0)
 	if err != nil || dec.Next != "" {
 		t.Fatalf("second delivery: %+v %v", dec, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
 )
 
 // CreateBatch writes a batch and all its items in one transaction: either the whole
@@ -34,7 +35,7 @@ func (s *Store) CreateBatch(ctx context.Context, b *Batch, items []*Item) error 
 	}
 	return s.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		if _, err := tx.NewInsert().Model(b).Exec(ctx); err != nil {
-			return fmt.Errorf("insert batch: %w", err)
+			return writeError("insert batch", err)
 		}
 		// Chunk the insert: SQLite limits bound parameters per statement.
 		const chunk = 200
@@ -42,7 +43,7 @@ func (s *Store) CreateBatch(ctx context.Context, b *Batch, items []*Item) error 
 			j := min(i+chunk, len(items))
 			part := items[i:j]
 			if _, err := tx.NewInsert().Model(&part).Exec(ctx); err != nil {
-				return fmt.Errorf("insert items %d..%d: %w", i, j-1, err)
+				return writeError(fmt.Sprintf("insert items %d..%d", i, j-1), err)
 			}
 		}
 		return nil
@@ -109,20 +110,11 @@ func (s *Store) ListBatches(ctx context.Context, f BatchFilter) ([]Batch, int, e
 
 // StatusCounts returns how many items of the batch are in each status.
 func (s *Store) StatusCounts(ctx context.Context, batchID string) (map[string]int, error) {
-	var rows []struct {
-		Status string `bun:"status"`
-		N      int    `bun:"n"`
-	}
-	err := s.DB.NewSelect().TableExpr("items").ColumnExpr("status, COUNT(*) AS n").
-		Where("batch_id = ?", batchID).GroupExpr("status").Scan(ctx, &rows)
+	counts, err := s.countBy(ctx, "items", "status", "batch_id = ?", batchID)
 	if err != nil {
-		return nil, fmt.Errorf("count items of batch %s: %w", batchID, err)
+		return nil, fmt.Errorf("batch %s: %w", batchID, err)
 	}
-	out := map[string]int{}
-	for _, r := range rows {
-		out[r.Status] = r.N
-	}
-	return out, nil
+	return counts, nil
 }
 
 // DeriveBatchStatus computes a batch status from item status counts (product §4).
@@ -193,7 +185,17 @@ func refreshBatchStatus(ctx context.Context, tx bun.IDB, batchID string, now tim
 // each time made a batch quadratic; while any item is still running (one indexed probe)
 // the batch simply stays running, and the full count happens once, when the last item
 // settles.
+//
+// On PostgreSQL the batch row is locked first: under READ COMMITTED two items settling at
+// once in two transactions would each see the other still running and leave the batch
+// running for good; with the lock the second waits for the first to commit and then sees
+// its item settled. (SQLite runs one writer at a time.)
 func settleBatchStatus(ctx context.Context, tx bun.IDB, batchID string, now time.Time) error {
+	if tx.Dialect().Name() == dialect.PG {
+		if _, err := tx.NewSelect().TableExpr("batches").ColumnExpr("1").Where("id = ?", batchID).For("UPDATE").Exec(ctx); err != nil {
+			return fmt.Errorf("lock batch %s: %w", batchID, err)
+		}
+	}
 	running, err := tx.NewSelect().TableExpr("items").ColumnExpr("1").Where("batch_id = ?", batchID).
 		Where("status NOT IN (?)", bun.In(TerminalItemStatuses)).Limit(1).Exists(ctx)
 	if err != nil {

@@ -441,3 +441,69 @@ func TestSQLitePragmasKept(t *testing.T) {
 		t.Fatal("foreign key not enforced")
 	}
 }
+
+// A duplicate insert is ErrConflict on both databases, recognised by the driver's error
+// code (SQLite's extended result code, PostgreSQL's SQLSTATE), and other failures are not.
+func TestUniqueViolationIsErrConflict(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		h, _, _ := seedBatch(t, s, 1)
+		run := &ReconcileRun{HostID: h.ID, Slot: "202601010000"}
+		if err := s.CreateReconcileRun(ctx, run); err != nil {
+			t.Fatal(err)
+		}
+		again := &ReconcileRun{HostID: h.ID, Slot: "202601010000", Status: RunSkipped}
+		if err := s.CreateReconcileRun(ctx, again); !errors.Is(err, ErrConflict) {
+			t.Fatalf("second run of one slot: %v, want ErrConflict", err)
+		}
+		dup := &ReconcileRun{ID: run.ID, HostID: h.ID, Status: RunSkipped}
+		if err := s.CreateReconcileRun(ctx, dup); !errors.Is(err, ErrConflict) {
+			t.Fatalf("same primary key: %v, want ErrConflict", err)
+		}
+		if isUniqueViolation(errors.New("UNIQUE constraint failed: duplicate key")) {
+			t.Fatal("an error is classified by its text")
+		}
+	})
+}
+
+// The last items of a batch settling at the same moment, in two transactions, finish the
+// batch: neither leaves it running because it saw the other item still running.
+func TestConcurrentLastItemsFinishTheBatch(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		for round := 0; round < 10; round++ {
+			_, b, items := seedBatch(t, s, 2)
+			var wg sync.WaitGroup
+			errs := make(chan error, len(items))
+			for _, it := range items {
+				wg.Add(1)
+				go func(it *Item) {
+					defer wg.Done()
+					got, err := s.GetItem(ctx, it.ID)
+					if err != nil {
+						errs <- err
+						return
+					}
+					seq := got.Seq
+					got.Status, got.NextRunAt = ItemReady, nil
+					now := time.Now()
+					errs <- s.CompleteStep(ctx, got, seq, &Attempt{Step: "access-closure", Seq: seq, Number: 1, Outcome: OutcomeOK, StartedAt: now, FinishedAt: now})
+				}(it)
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := s.GetBatch(ctx, b.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Status != BatchSucceeded || got.FinishedAt == nil {
+				t.Fatalf("round %d: batch %s with every item ready, finished_at %v", round, got.Status, got.FinishedAt)
+			}
+		}
+	})
+}

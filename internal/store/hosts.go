@@ -18,7 +18,7 @@ func (s *Store) CreateHost(ctx context.Context, h *Host) error {
 		h.Flags = map[string]bool{}
 	}
 	if _, err := s.DB.NewInsert().Model(h).Exec(ctx); err != nil {
-		return fmt.Errorf("insert host %s: %w", h.Name, err)
+		return writeError("insert host "+h.Name, err)
 	}
 	return nil
 }

@@ -230,27 +230,6 @@ type Item struct {
 	KeyProof string `bun:"key_proof" json:"key_proof,omitempty"`
 }
 
-// How an item's own account was proven (Item.KeyProof).
-const (
-	// KeyProofAccountTest: the host's own account test of that account passed, on a host
-	// version whose test takes the same chat path as traffic.
-	KeyProofAccountTest = "account_test"
-	// KeyProofGatewayAlias: an end-user call through the gateway with a model alias that
-	// only this account's mapping carried (added for the call, removed after it).
-	KeyProofGatewayAlias = "gateway_alias"
-	// KeyProofSoleAccount: the end-user call through a group whose only account it is.
-	KeyProofSoleAccount = "sole_account"
-)
-
-// Attempt outcomes (product §4.2).
-const (
-	OutcomeOK       = "ok"
-	OutcomeWaiting  = "waiting"
-	OutcomeRetry    = "retry"
-	OutcomeAdvisory = "advisory"
-	OutcomeFailed   = "failed"
-)
-
 // Attempt is one execution of one step for one item.
 type Attempt struct {
 	bun.BaseModel `bun:"table:attempts"`
@@ -279,6 +258,27 @@ type Exchange struct {
 	Error     string    `json:"error,omitempty"`
 	At        time.Time `json:"at"`
 }
+
+// How an item's own account was proven (Item.KeyProof).
+const (
+	// KeyProofAccountTest: the host's own account test of that account passed, on a host
+	// version whose test takes the same chat path as traffic.
+	KeyProofAccountTest = "account_test"
+	// KeyProofGatewayAlias: an end-user call through the gateway with a model alias that
+	// only this account's mapping carried (added for the call, removed after it).
+	KeyProofGatewayAlias = "gateway_alias"
+	// KeyProofSoleAccount: the end-user call through a group whose only account it is.
+	KeyProofSoleAccount = "sole_account"
+)
+
+// Attempt outcomes (product §4.2).
+const (
+	OutcomeOK       = "ok"
+	OutcomeWaiting  = "waiting"
+	OutcomeRetry    = "retry"
+	OutcomeAdvisory = "advisory"
+	OutcomeFailed   = "failed"
+)
 
 // Resource states in the ledger.
 const (

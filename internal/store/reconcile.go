@@ -28,9 +28,54 @@ func (s *Store) CreateReconcileRun(ctx context.Context, r *ReconcileRun) error {
 		r.Findings = []Finding{}
 	}
 	if _, err := s.DB.NewInsert().Model(r).Exec(ctx); err != nil {
-		return fmt.Errorf("insert reconcile run: %w", err)
+		return writeError("insert reconcile run", err)
 	}
 	return nil
+}
+
+// StartPeriodicReconcile creates the run of a periodic slot. One run per (host, slot) is enforced
+// by a unique index, so a second scheduler or a late duplicate does nothing. A host whose
+// previous run (periodic or asked for) is still running is skipped: the slot gets a run in
+// status "skipped" naming the running one, so the run list says why there was no
+// comparison. A run without a heartbeat for staleAfter was abandoned. At most one periodic run per host runs at a time (a partial unique index), so
+// two slots racing past the check cannot both start.
+func (s *Store) StartPeriodicReconcile(ctx context.Context, hostID, slot string, staleAfter time.Duration) (*ReconcileRun, bool, error) {
+	prev, err := s.RunningReconcile(ctx, hostID, staleAfter)
+	if err != nil {
+		return nil, false, err
+	}
+	run := &ReconcileRun{HostID: hostID, Slot: slot}
+	if prev == nil {
+		err := s.CreateReconcileRun(ctx, run)
+		if err == nil {
+			return run, true, nil
+		}
+		if !errors.Is(err, ErrConflict) {
+			return nil, false, err
+		}
+		if taken, terr := s.ReconcileSlotTaken(ctx, hostID, slot); terr != nil || taken {
+			return nil, false, terr // this slot already ran (or runs): nothing to do
+		}
+		// Another periodic run of the host started between the check and the insert.
+		if prev, err = s.RunningReconcile(ctx, hostID, staleAfter); err != nil {
+			return nil, false, err
+		}
+	}
+	run = &ReconcileRun{HostID: hostID, Slot: slot, Status: RunSkipped,
+		Summary: "skipped: the previous reconcile of this host is still running"}
+	if prev != nil {
+		run.Summary = fmt.Sprintf("skipped: reconcile run %s (started %s) is still running, %d of %d objects checked",
+			prev.ID, prev.StartedAt.UTC().Format(time.RFC3339), prev.ObjectsChecked, prev.ObjectsTotal)
+	}
+	if err := s.CreateReconcileRun(ctx, run); err != nil {
+		if errors.Is(err, ErrConflict) {
+			return nil, false, nil
+		}
+		return nil, false, err
+	}
+	now := run.StartedAt
+	run.FinishedAt = &now
+	return nil, false, s.FinishReconcileRun(ctx, run)
 }
 
 // StartReconcileRun marks a queued run as running (a worker picked it up) and resets its

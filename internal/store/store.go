@@ -29,13 +29,6 @@ import (
 	"github.com/cn-relay-manager/cn-relay-manager/migrations"
 )
 
-// ErrNotFound is returned when a row does not exist.
-var ErrNotFound = errors.New("not found")
-
-// ErrStale is returned when a step completion lost the race against another worker or a
-// newer schedule of the same item (its sequence number moved on).
-var ErrStale = errors.New("stale step")
-
 // Dialect names returned by Store.Dialect.
 const (
 	DialectSQLite   = "sqlite"

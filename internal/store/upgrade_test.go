@@ -16,11 +16,11 @@ import (
 func TestUpgradeFromPreviousRelease(t *testing.T) {
 	ctx := context.Background()
 	src := filepath.Join("testdata", "release-bb9291b")
-	raw, err := os.ReadFile(filepath.Join(src, "demo.sqlite"))
+	raw, err := os.ReadFile(filepath.Join(src, "demo.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "demo.sqlite")
+	path := filepath.Join(t.TempDir(), "demo.db")
 	if err := os.WriteFile(path, raw, 0o600); err != nil {
 		t.Fatal(err)
 	}

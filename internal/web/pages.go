@@ -364,13 +364,13 @@ func (h *Handler) batchAction(c *fiber.Ctx, action string) error {
 	)
 	switch action {
 	case "retry":
-		n, err = h.Actions.RetryBatch(ctx, id)
+		n, err = h.Actions.Retry(ctx, id)
 	case "cancel":
-		n, err = h.Actions.CancelBatch(ctx, id)
+		n, err = h.Actions.Cancel(ctx, id)
 	case "rollback":
-		err = h.Actions.RollbackBatch(ctx, id)
+		err = h.Actions.Rollback(ctx, id)
 	case "reconcile":
-		err = h.Actions.ReconcileBatch(ctx, id)
+		_, err = h.Actions.Reconcile(ctx, id)
 	case "import":
 		var nid string
 		nid, err = h.Actions.ImportDryRun(ctx, id)
@@ -421,7 +421,7 @@ func (h *Handler) hostReconcile(c *fiber.Ctx) error {
 	if h.Actions == nil {
 		return h.renderError(c, fiber.StatusServiceUnavailable, "err.action", "actions are not configured")
 	}
-	if err := h.Actions.ReconcileHost(c.UserContext(), id); err != nil {
+	if _, err := h.Actions.ReconcileHost(c.UserContext(), id); err != nil {
 		return h.actionFailed(c, "hostreconcile", id, err)
 	}
 	h.Log.Info("web: host reconcile", "host_id", id, "ip", c.IP())

@@ -23,13 +23,14 @@ import (
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 )
 
-// Actions are the state-changing operations the pages offer; implemented by the API server.
+// Actions are the state-changing operations the pages offer; implemented by the batch
+// service (internal/batch), the same one the REST API calls.
 type Actions interface {
-	RetryBatch(ctx context.Context, batchID string) (int, error)
-	CancelBatch(ctx context.Context, batchID string) (int, error)
-	RollbackBatch(ctx context.Context, batchID string) error
-	ReconcileBatch(ctx context.Context, batchID string) error
-	ReconcileHost(ctx context.Context, hostID string) error
+	Retry(ctx context.Context, batchID string) (int, error)
+	Cancel(ctx context.Context, batchID string) (int, error)
+	Rollback(ctx context.Context, batchID string) error
+	Reconcile(ctx context.Context, batchID string) (*store.ReconcileRun, error)
+	ReconcileHost(ctx context.Context, hostID string) (*store.ReconcileRun, error)
 	ImportDryRun(ctx context.Context, batchID string) (string, error) // re-submits a dry-run batch for real; returns the new batch id
 }
 

@@ -41,25 +41,25 @@ func (f *fakeActions) n(name string) int {
 	return len(f.calls[name])
 }
 
-func (f *fakeActions) RetryBatch(_ context.Context, id string) (int, error) {
+func (f *fakeActions) Retry(_ context.Context, id string) (int, error) {
 	f.rec("retry", id)
 	return 2, nil
 }
-func (f *fakeActions) CancelBatch(_ context.Context, id string) (int, error) {
+func (f *fakeActions) Cancel(_ context.Context, id string) (int, error) {
 	f.rec("cancel", id)
 	return 1, nil
 }
-func (f *fakeActions) RollbackBatch(_ context.Context, id string) error {
+func (f *fakeActions) Rollback(_ context.Context, id string) error {
 	f.rec("rollback", id)
 	return nil
 }
-func (f *fakeActions) ReconcileBatch(_ context.Context, id string) error {
+func (f *fakeActions) Reconcile(_ context.Context, id string) (*store.ReconcileRun, error) {
 	f.rec("reconcile", id)
-	return nil
+	return &store.ReconcileRun{ID: "run-" + id, BatchID: id, Status: "queued"}, nil
 }
-func (f *fakeActions) ReconcileHost(_ context.Context, id string) error {
+func (f *fakeActions) ReconcileHost(_ context.Context, id string) (*store.ReconcileRun, error) {
 	f.rec("hostreconcile", id)
-	return nil
+	return &store.ReconcileRun{ID: "run-" + id, HostID: id, Status: "queued"}, nil
 }
 func (f *fakeActions) ImportDryRun(_ context.Context, id string) (string, error) {
 	f.rec("import", id)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 )
 
 // reply is a canned error answer.
@@ -27,62 +28,84 @@ func keyTail(key string) string {
 	return "****" + key[len(key)-4:]
 }
 
+// documentedAnswers are one provider's canned answers to an unknown or invalid key
+// (KEYTAIL stands for the key's masked tail) and to an account without balance.
+type documentedAnswers struct{ unauthorized, noQuota reply }
+
+// documented holds the providers' documented answers; "" is the OpenAI-style answer of
+// every other provider (and of a provider that documents only one of the two).
+var documented = map[string]documentedAnswers{
+	"deepseek": {
+		unauthorized: reply{401, `{"error":{"message":"Authentication Fails, Your api key: KEYTAIL is invalid","type":"authentication_error","param":null,"code":"invalid_request_error"}}`, nil},
+		noQuota:      reply{402, `{"error":{"message":"Insufficient Balance","type":"unknown_error","param":null,"code":"invalid_request_error"}}`, nil},
+	},
+	"kimi": {
+		unauthorized: reply{401, `{"error":{"message":"Invalid Authentication","type":"invalid_authentication_error"}}`, nil},
+		noQuota:      reply{429, `{"error":{"message":"Your account sim is suspended due to insufficient balance, please recharge your account or check your plan and billing details","type":"exceeded_current_quota_error"}}`, nil},
+	},
+	"kimi_coding": {
+		unauthorized: reply{401, `{"error":{"message":"Invalid Authentication","type":"invalid_authentication_error"}}`, nil},
+		noQuota:      reply{403, `{"error":{"message":"You've reached your usage limit for this billing cycle.","type":"access_terminated_error"}}`, nil},
+	},
+	"minimax": {
+		unauthorized: reply{401, `{"type":"error","error":{"type":"authorized_error","message":"login fail: Please carry the API secret key in the 'Authorization' field of the request header (1004)","http_code":"401"},"request_id":"sim-req"}`, nil},
+		noQuota:      reply{402, `{"type":"error","error":{"type":"insufficient_balance_error","message":"insufficient balance (1008)","http_code":"402"},"request_id":"sim-req"}`, nil},
+	},
+	"glm": {
+		unauthorized: reply{401, `{"error":{"code":"1002","message":"Authorization Token is invalid, please confirm the Authorization Token is passed correctly."}}`, nil},
+		noQuota:      reply{429, `{"error":{"code":"1113","message":"Insufficient balance or no resource package. Please recharge."}}`, nil},
+	},
+	"qwen": {
+		unauthorized: reply{401, `{"error":{"message":"Incorrect API key provided. ","type":"invalid_request_error","param":null,"code":"invalid_api_key"},"request_id":"sim-req"}`, nil},
+		noQuota:      reply{400, `{"error":{"message":"Access denied, please make sure your account is in good standing.","type":"Arrearage","param":null,"code":"Arrearage"},"request_id":"sim-req"}`, nil},
+	},
+	"stepfun": {
+		unauthorized: reply{401, `{"error":{"message":"Incorrect API key provided","type":"invalid_api_key"}}`, nil},
+		noQuota:      reply{402, `{"error":{"message":"insufficient balance","type":"insufficient_balance"}}`, nil},
+	},
+	"ark": {
+		unauthorized: reply{401, `{"error":{"code":"AuthenticationError","message":"The API key or AK/SK in the request is missing or invalid. Request ID: sim-req","param":"","type":"Unauthorized"}}`, nil},
+		noQuota:      reply{403, `{"error":{"code":"AccountOverdueError","message":"The request failed because your account has an overdue balance. Request ID: sim-req","param":"","type":"Forbidden"}}`, nil},
+	},
+	"qianfan": {
+		unauthorized: reply{401, `{"error":{"code":"invalid_iam_token","message":"IAM Certification failed","type":"invalid_request_error"}}`, nil},
+	},
+	"tokenhub": {
+		unauthorized: reply{401, `{"error":{"type":"authentication_error","code":"401002","message":"invalid api key","source":"gateway","request_id":"sim-req"}}`, nil},
+		noQuota:      reply{402, `{"error":{"type":"permission_error","code":"401007","message":"endpoint is inactive: FREE_QUOTA_EXHAUSTED","source":"gateway","request_id":"sim-req"}}`, nil},
+	},
+	"siliconflow": {
+		unauthorized: reply{401, `{"code":30014,"data":null,"message":"Token is invalid."}`, map[string]string{"Www-Authenticate": `Bearer realm="siliconflow"`}},
+		noQuota:      reply{403, `{"code":30011,"data":null,"message":"The selected model requires paid balance. Your paid balance is insufficient. Please top up and try again."}`, nil},
+	},
+	"openrouter": {
+		unauthorized: reply{401, `{"error":{"message":"No auth credentials found","code":401}}`, nil},
+		noQuota:      reply{402, `{"error":{"message":"Insufficient credits. Add more using https://openrouter.ai/settings/credits","code":402}}`, nil},
+	},
+	"": {
+		unauthorized: reply{401, `{"error":{"message":"Incorrect API key provided: KEYTAIL.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}`, nil},
+		noQuota:      reply{429, `{"error":{"message":"You exceeded your current quota, please check your plan and billing details.","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}`, nil},
+	},
+}
+
 // unauthorized is the provider's documented answer to an unknown or invalid key.
 func unauthorized(provider, key string) reply {
-	switch provider {
-	case "deepseek":
-		return reply{401, `{"error":{"message":"Authentication Fails, Your api key: ` + keyTail(key) + ` is invalid","type":"authentication_error","param":null,"code":"invalid_request_error"}}`, nil}
-	case "kimi", "kimi_coding":
-		return reply{401, `{"error":{"message":"Invalid Authentication","type":"invalid_authentication_error"}}`, nil}
-	case "minimax":
-		return reply{401, `{"type":"error","error":{"type":"authorized_error","message":"login fail: Please carry the API secret key in the 'Authorization' field of the request header (1004)","http_code":"401"},"request_id":"sim-req"}`, nil}
-	case "glm":
-		return reply{401, `{"error":{"code":"1002","message":"Authorization Token is invalid, please confirm the Authorization Token is passed correctly."}}`, nil}
-	case "qwen":
-		return reply{401, `{"error":{"message":"Incorrect API key provided. ","type":"invalid_request_error","param":null,"code":"invalid_api_key"},"request_id":"sim-req"}`, nil}
-	case "stepfun":
-		return reply{401, `{"error":{"message":"Incorrect API key provided","type":"invalid_api_key"}}`, nil}
-	case "ark":
-		return reply{401, `{"error":{"code":"AuthenticationError","message":"The API key or AK/SK in the request is missing or invalid. Request ID: sim-req","param":"","type":"Unauthorized"}}`, nil}
-	case "qianfan":
-		return reply{401, `{"error":{"code":"invalid_iam_token","message":"IAM Certification failed","type":"invalid_request_error"}}`, nil}
-	case "tokenhub":
-		return reply{401, `{"error":{"type":"authentication_error","code":"401002","message":"invalid api key","source":"gateway","request_id":"sim-req"}}`, nil}
-	case "siliconflow":
-		return reply{401, `{"code":30014,"data":null,"message":"Token is invalid."}`, map[string]string{"Www-Authenticate": `Bearer realm="siliconflow"`}}
-	case "openrouter":
-		return reply{401, `{"error":{"message":"No auth credentials found","code":401}}`, nil}
-	}
-	return reply{401, `{"error":{"message":"Incorrect API key provided: ` + keyTail(key) + `.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}`, nil}
+	r := answerOf(provider, func(a documentedAnswers) reply { return a.unauthorized })
+	r.body = strings.ReplaceAll(r.body, "KEYTAIL", keyTail(key))
+	return r
 }
 
 // noQuota is the provider's answer when the account has no balance.
 func noQuota(provider string) reply {
-	switch provider {
-	case "deepseek":
-		return reply{402, `{"error":{"message":"Insufficient Balance","type":"unknown_error","param":null,"code":"invalid_request_error"}}`, nil}
-	case "kimi":
-		return reply{429, `{"error":{"message":"Your account sim is suspended due to insufficient balance, please recharge your account or check your plan and billing details","type":"exceeded_current_quota_error"}}`, nil}
-	case "kimi_coding":
-		return reply{403, `{"error":{"message":"You've reached your usage limit for this billing cycle.","type":"access_terminated_error"}}`, nil}
-	case "minimax":
-		return reply{402, `{"type":"error","error":{"type":"insufficient_balance_error","message":"insufficient balance (1008)","http_code":"402"},"request_id":"sim-req"}`, nil}
-	case "glm":
-		return reply{429, `{"error":{"code":"1113","message":"Insufficient balance or no resource package. Please recharge."}}`, nil}
-	case "qwen":
-		return reply{400, `{"error":{"message":"Access denied, please make sure your account is in good standing.","type":"Arrearage","param":null,"code":"Arrearage"},"request_id":"sim-req"}`, nil}
-	case "stepfun":
-		return reply{402, `{"error":{"message":"insufficient balance","type":"insufficient_balance"}}`, nil}
-	case "ark":
-		return reply{403, `{"error":{"code":"AccountOverdueError","message":"The request failed because your account has an overdue balance. Request ID: sim-req","param":"","type":"Forbidden"}}`, nil}
-	case "tokenhub":
-		return reply{402, `{"error":{"type":"permission_error","code":"401007","message":"endpoint is inactive: FREE_QUOTA_EXHAUSTED","source":"gateway","request_id":"sim-req"}}`, nil}
-	case "siliconflow":
-		return reply{403, `{"code":30011,"data":null,"message":"The selected model requires paid balance. Your paid balance is insufficient. Please top up and try again."}`, nil}
-	case "openrouter":
-		return reply{402, `{"error":{"message":"Insufficient credits. Add more using https://openrouter.ai/settings/credits","code":402}}`, nil}
+	return answerOf(provider, func(a documentedAnswers) reply { return a.noQuota })
+}
+
+// answerOf picks one of the provider's documented answers, or the default one.
+func answerOf(provider string, pick func(documentedAnswers) reply) reply {
+	if a, ok := documented[provider]; ok && pick(a).status != 0 {
+		return pick(a)
 	}
-	return reply{429, `{"error":{"message":"You exceeded your current quota, please check your plan and billing details.","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}`, nil}
+	return pick(documented[""])
 }
 
 // rateLimited is the provider's concurrency/RPM answer, always with Retry-After.

@@ -8,20 +8,18 @@ import (
 
 	"github.com/cn-relay-manager/cn-relay-manager/internal/failure"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/host"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/step"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 )
 
 // runAccessClosure gives the managed end user access to the item's group (balance or
 // subscription), then proves with a real end-user call that the model answers.
 func (e *Engine) runAccessClosure(ctx context.Context, sc *stepContext) result {
+	groupID, stop := e.recorded(ctx, sc, store.TypeGroup, groupOf(sc.item), step.AccessClosure, store.ItemClosingAccess)
+	if stop != nil {
+		return *stop
+	}
 	it := sc.item
-	groupID, ok, err := e.ledgerID(ctx, sc, store.TypeGroup, groupOf(it))
-	if err != nil {
-		return e.retryOrFail(sc, StepAccessClosure, store.ItemClosingAccess, err)
-	}
-	if !ok {
-		return result{outcome: store.OutcomeFailed, class: failure.Internal, status: store.ItemFailed, message: "the ledger holds no group for this item"}
-	}
 	if sc.host.Flags["end_user_login_blocked"] {
 		return result{outcome: store.OutcomeFailed, class: failure.HostRejected, status: store.ItemFailed,
 			message: "the host blocks end-user logins (captcha or backend mode), so no end-user key can be created: " +
@@ -32,17 +30,17 @@ func (e *Engine) runAccessClosure(ctx context.Context, sc *stepContext) result {
 		err = e.use(ctx, sc, store.TypeUser, e.Settings.ManagedUserEmail)
 	}
 	if err != nil {
-		return e.hostFailure(sc, StepAccessClosure, store.ItemClosingAccess, err)
+		return e.hostFailure(sc, step.AccessClosure, store.ItemClosingAccess, err)
 	}
 	switch sc.batch.Mode {
 	case ModeSubscription:
 		// Assign before creating the key: key binding checks for an active subscription.
 		if err := e.ensureSubscription(ctx, sc, user.ID, groupID); err != nil {
-			return e.hostFailure(sc, StepAccessClosure, store.ItemClosingAccess, err)
+			return e.hostFailure(sc, step.AccessClosure, store.ItemClosingAccess, err)
 		}
 	default:
 		if err := e.ensureBalance(ctx, sc, user); err != nil {
-			return e.hostFailure(sc, StepAccessClosure, store.ItemClosingAccess, err)
+			return e.hostFailure(sc, step.AccessClosure, store.ItemClosingAccess, err)
 		}
 	}
 	var key string
@@ -52,7 +50,7 @@ func (e *Engine) runAccessClosure(ctx context.Context, sc *stepContext) result {
 		return err
 	})
 	if err != nil {
-		return e.hostFailure(sc, StepAccessClosure, store.ItemClosingAccess, err)
+		return e.hostFailure(sc, step.AccessClosure, store.ItemClosingAccess, err)
 	}
 	it.AccessStatus = "key_bound"
 	if res, ok := e.smoke(ctx, sc, key); !ok {
@@ -93,7 +91,7 @@ func (e *Engine) smoke(ctx context.Context, sc *stepContext, key string) (res re
 		return e.smokeFailure(ctx, sc, "GET /v1/models", err), false
 	}
 	if !contains(models, it.SmokeModel) {
-		return e.waitOrTimeout(sc, StepAccessClosure, store.ItemVerifying,
+		return e.waitOrTimeout(sc, step.AccessClosure, store.ItemVerifying,
 			fmt.Sprintf("/v1/models does not list %s yet (host lists %d models)", it.SmokeModel, len(models)), failure.ConfirmationTimeout), false
 	}
 	chat, err := sc.client.GatewayChat(ctx, key, host.ChatRequest{Model: it.SmokeModel, Prompt: "Reply with one word: ok", MaxTokens: 1})
@@ -110,12 +108,12 @@ func (e *Engine) smoke(ctx context.Context, sc *stepContext, key string) (res re
 func (e *Engine) smokeFailure(ctx context.Context, sc *stepContext, call string, err error) result {
 	he, isHost := host.AsError(err)
 	if isHost && (he.Status == 0 || he.Status >= 500 && !sc.profile.IsWarmup(err)) && he.Code != "upstream_error" {
-		return e.hostFailure(sc, StepAccessClosure, store.ItemVerifying, err)
+		return e.hostFailure(sc, step.AccessClosure, store.ItemVerifying, err)
 	}
 	warming := isHost && (sc.profile.IsWarmup(err) || he.Status == 401 || he.Code == "model_not_found")
 	inWindow := sc.item.WindowDeadline != nil && e.now().Before(*sc.item.WindowDeadline)
 	if warming && inWindow {
-		return e.waitOrTimeout(sc, StepAccessClosure, store.ItemVerifying,
+		return e.waitOrTimeout(sc, step.AccessClosure, store.ItemVerifying,
 			fmt.Sprintf("%s answered %s; the host may still be warming up", call, describe(err)), failure.ConfirmationTimeout)
 	}
 	// Not a warm-up answer, or the window closed: gather direct upstream evidence now.
@@ -227,7 +225,7 @@ func (e *Engine) ensureUser(ctx context.Context, sc *stepContext) (*host.User, s
 	if u == nil {
 		u, err = sc.client.CreateUser(ctx, host.CreateUserRequest{Email: email, Password: password,
 			Username: "crm-managed", Notes: "managed end user of cn-relay-manager", Concurrency: 10})
-		if host.IsCode(err, "EMAIL_EXISTS") {
+		if host.IsCode(err, host.CodeEmailExists) {
 			u, err = sc.client.FindUserByEmail(ctx, email)
 		} else if err == nil {
 			state = store.ResourceCreated
@@ -305,7 +303,7 @@ func (e *Engine) ensureSubscription(ctx context.Context, sc *stepContext, userID
 	origin := store.OriginCreated
 	sub, err := sc.client.AssignSubscription(ctx, host.AssignSubscriptionRequest{UserID: userID, GroupID: groupID,
 		ValidityDays: e.validityDays(sc.batch), Notes: provenance(sc.item)})
-	if host.IsCode(err, "SUBSCRIPTION_ASSIGN_CONFLICT") || host.IsCode(err, "SUBSCRIPTION_ALREADY_EXISTS") {
+	if host.IsCode(err, host.CodeSubscriptionClash) || host.IsCode(err, host.CodeSubscriptionExists) {
 		// It was there before us (rollback must not revoke it), or another process's item
 		// assigned it a moment ago: that item records it as created, which wins over found.
 		origin = store.OriginFound
@@ -373,7 +371,7 @@ func (e *Engine) ensureKey(ctx context.Context, sc *stepContext, token string, g
 		}
 	}
 	k, err := sc.client.CreateKey(ctx, token, host.CreateKeyRequest{Name: name, GroupID: groupID, CustomKey: value}, idem)
-	if host.IsCode(err, "API_KEY_EXISTS") {
+	if host.IsCode(err, host.CodeAPIKeyExists) {
 		keys, lerr := sc.client.ListKeys(ctx, token)
 		if lerr != nil {
 			return "", fmt.Errorf("list keys after conflict: %w", lerr)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/cn-relay-manager/cn-relay-manager/internal/failure"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/host"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/step"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 )
 
@@ -15,15 +16,11 @@ import (
 // is rescheduled, never slept on.
 func (e *Engine) runAccountProbe(ctx context.Context, sc *stepContext) result {
 	it := sc.item
-	accID, ok, err := e.ledgerID(ctx, sc, store.TypeAccount, accountName(sc))
-	if err != nil {
-		return e.retryOrFail(sc, StepAccountProbe, store.ItemConfirming, err)
+	accID, stop := e.recorded(ctx, sc, store.TypeAccount, accountName(sc), step.AccountProbe, store.ItemConfirming)
+	if stop != nil {
+		return *stop
 	}
-	if !ok {
-		return result{outcome: store.OutcomeFailed, class: failure.Internal, status: store.ItemFailed,
-			message: "the ledger holds no account for this item"}
-	}
-	next, nextStatus := StepAccessClosure, store.ItemClosingAccess
+	next, nextStatus := step.AccessClosure, store.ItemClosingAccess
 	if sc.batch.Mode == ModeNone {
 		next, nextStatus = "", e.readyStatus(it)
 	}
@@ -35,7 +32,7 @@ func (e *Engine) runAccountProbe(ctx context.Context, sc *stepContext) result {
 	}
 	res, err := sc.client.TestAccount(ctx, accID, it.SmokeModel)
 	if err != nil {
-		return e.hostFailure(sc, StepAccountProbe, store.ItemConfirming, err)
+		return e.hostFailure(sc, step.AccountProbe, store.ItemConfirming, err)
 	}
 	if res.Success {
 		it.AccountStatus = "active"
@@ -46,8 +43,8 @@ func (e *Engine) runAccountProbe(ctx context.Context, sc *stepContext) result {
 	if res.BaseURLRefused() {
 		return e.policyRefused(sc, "account test: "+res.Error)
 	}
-	if isWarmupTestError(res.Error) {
-		return e.waitOrTimeout(sc, StepAccountProbe, store.ItemConfirming,
+	if res.Warmup() {
+		return e.waitOrTimeout(sc, step.AccountProbe, store.ItemConfirming,
 			"account test answered a warm-up failure: "+truncate(res.Error, 200), failure.ConfirmationTimeout)
 	}
 	// A real failure: ask the upstream directly which side is at fault.
@@ -79,11 +76,11 @@ func (e *Engine) runAccountProbe(ctx context.Context, sc *stepContext) result {
 func (e *Engine) confirmWithoutTest(ctx context.Context, sc *stepContext, accID int64, next, nextStatus string) result {
 	acc, err := sc.client.GetAccount(ctx, accID)
 	if err != nil {
-		return e.hostFailure(sc, StepAccountProbe, store.ItemConfirming, err)
+		return e.hostFailure(sc, step.AccountProbe, store.ItemConfirming, err)
 	}
 	sc.item.AccountStatus = acc.Status
 	if acc.Status != "active" {
-		return e.waitOrTimeout(sc, StepAccountProbe, store.ItemConfirming,
+		return e.waitOrTimeout(sc, step.AccountProbe, store.ItemConfirming,
 			fmt.Sprintf("account status is %q (%s)", acc.Status, truncate(acc.ErrorMessage, 160)), failure.ConfirmationTimeout)
 	}
 	msg := "account active; the host's account test cannot check chat-only upstreams on this version, so the end-user proof decides"
@@ -94,12 +91,6 @@ func (e *Engine) confirmWithoutTest(ctx context.Context, sc *stepContext, accID 
 func (e *Engine) policyRefused(sc *stepContext, what string) result {
 	return result{outcome: store.OutcomeFailed, class: failure.HostPolicy, status: store.ItemFailed,
 		message: what + ": " + host.OutboundPolicyAdvice(sc.item.NormalizedURL)}
-}
-
-// isWarmupTestError recognises the answers a fresh account gives while the host is still
-// warming up (HTTP 403 from the host's own path).
-func isWarmupTestError(msg string) bool {
-	return strings.Contains(msg, "returned 403") || strings.Contains(msg, " 403:") || strings.Contains(strings.ToLower(msg), "warming up")
 }
 
 func (e *Engine) readyStatus(it *store.Item) string {

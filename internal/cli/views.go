@@ -1,134 +1,15 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
-	"net/http"
-	"net/url"
-	"strings"
 	"time"
+
+	"github.com/cn-relay-manager/cn-relay-manager/internal/apiclient"
 )
 
-// Client calls the cn-relay-manager REST API.
-type Client struct {
-	Base  string // e.g. http://127.0.0.1:8080
-	Token string
-	HTTP  *http.Client
-}
-
-// APIError is an error answered by the API ({"error":{"code","message","field"}}).
-type APIError struct {
-	Status  int    `json:"-"`
-	Code    string `json:"code"`
-	Message string `json:"message"`
-	Field   string `json:"field,omitempty"`
-}
-
-func (e *APIError) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s (HTTP %d)", e.Message, e.Status)
-	if e.Code != "" {
-		fmt.Fprintf(&b, " [%s]", e.Code)
-	}
-	if e.Field != "" {
-		fmt.Fprintf(&b, " field %s", e.Field)
-	}
-	switch e.Status {
-	case http.StatusUnauthorized:
-		b.WriteString("\nhint: pass the API token with --token or CRM_API_TOKEN")
-	case http.StatusNotFound, http.StatusMethodNotAllowed:
-		if e.Code == "" || e.Code == "http_error" {
-			b.WriteString("\nhint: this server does not offer this endpoint (an older version?)")
-		}
-	}
-	return b.String()
-}
-
-// NewClient returns a client for base with token.
-func NewClient(base, token string) *Client {
-	return &Client{Base: strings.TrimRight(base, "/"), Token: token, HTTP: &http.Client{Timeout: 60 * time.Second}}
-}
-
-// Do sends method path?query with in as the JSON body and returns the raw JSON answer;
-// when out is non-nil the answer is decoded into it.
-func (c *Client) Do(ctx context.Context, method, path string, query url.Values, in, out any) (json.RawMessage, error) {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return nil, err
-		}
-		body = bytes.NewReader(b)
-	}
-	u := c.Base + path
-	if len(query) > 0 {
-		u += "?" + query.Encode()
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, body)
-	if err != nil {
-		return nil, fmt.Errorf("bad API URL %q: %w", c.Base, err)
-	}
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
-	}
-	req.Header.Set("Accept", "application/json")
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.HTTP.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, fmt.Errorf("cannot reach the API at %s: %w\nhint: set --api or CRM_API_URL", c.Base, unwrapURLError(err))
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: reading the answer: %w", method, path, err)
-	}
-	if resp.StatusCode >= 300 {
-		return nil, decodeAPIError(resp.StatusCode, raw)
-	}
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			return nil, fmt.Errorf("%s %s: unexpected answer: %w", method, path, err)
-		}
-	}
-	return raw, nil
-}
-
-func unwrapURLError(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
-}
-
-func decodeAPIError(status int, raw []byte) error {
-	var env struct {
-		Error *APIError `json:"error"`
-	}
-	if json.Unmarshal(raw, &env) == nil && env.Error != nil && env.Error.Message != "" {
-		env.Error.Status = status
-		return env.Error
-	}
-	msg := strings.TrimSpace(string(raw))
-	if len(msg) > 300 {
-		msg = msg[:300] + "…"
-	}
-	if msg == "" {
-		msg = http.StatusText(status)
-	}
-	return &APIError{Status: status, Message: msg}
-}
-
-// API views: only the fields the CLI shows (JSON names from internal/store).
+// API views: only the fields the CLI shows (JSON names from internal/store); the calls
+// are internal/apiclient's.
 
 type hostView struct {
 	ID             string          `json:"id"`
@@ -177,22 +58,6 @@ type groupView struct {
 	Items   int    `json:"items"`
 	Ready   int    `json:"ready"`
 	Planned bool   `json:"planned"`
-}
-
-// groupsText is "deepseek: create, 3 accounts (3 ready); kimi: reuse, …" for one batch.
-func groupsText(gs []groupView) string {
-	var parts []string
-	for _, g := range gs {
-		verb := map[string]string{"create": "created", "reuse": "reused", "existing": "existing group"}[g.Action]
-		if g.Planned {
-			verb = map[string]string{"create": "would be created", "reuse": "would be reused", "existing": "existing group"}[g.Action]
-		}
-		if verb == "" {
-			verb = g.Action
-		}
-		parts = append(parts, fmt.Sprintf("%s (%s, %d account(s), %d ready)", g.Name, verb, g.Items, g.Ready))
-	}
-	return strings.Join(parts, "; ")
 }
 
 // actionView is the outcome of the batch's last rollback (or other batch-level operation).
@@ -291,40 +156,16 @@ type attemptView struct {
 	FinishedAt   time.Time  `json:"finished_at"`
 }
 
-func (c *Client) getBatch(ctx context.Context, id string) (batchView, json.RawMessage, error) {
+func getBatch(ctx context.Context, c *apiclient.Client, id string) (batchView, json.RawMessage, error) {
 	var b batchView
-	raw, err := c.Do(ctx, http.MethodGet, "/api/v1/batches/"+url.PathEscape(id), nil, nil, &b)
+	raw, err := c.GetBatch(ctx, id, &b)
 	return b, raw, err
 }
 
-func (c *Client) listHosts(ctx context.Context) ([]hostView, json.RawMessage, error) {
+func listHosts(ctx context.Context, c *apiclient.Client) ([]hostView, json.RawMessage, error) {
 	var p struct {
 		Items []hostView `json:"items"`
 	}
-	raw, err := c.Do(ctx, http.MethodGet, "/api/v1/hosts", nil, nil, &p)
+	raw, err := c.ListHosts(ctx, &p)
 	return p.Items, raw, err
-}
-
-// resolveHost turns a host ID or name into an ID.
-func (c *Client) resolveHost(ctx context.Context, ref string) (string, error) {
-	hosts, _, err := c.listHosts(ctx)
-	if err != nil {
-		return "", err
-	}
-	for _, h := range hosts {
-		if h.ID == ref {
-			return h.ID, nil
-		}
-	}
-	for _, h := range hosts {
-		if h.Name == ref {
-			return h.ID, nil
-		}
-	}
-	for _, h := range hosts {
-		if strings.EqualFold(h.Name, ref) {
-			return h.ID, nil
-		}
-	}
-	return "", fmt.Errorf("no registered host has the id or name %q (see: crmctl hosts list)", ref)
 }
