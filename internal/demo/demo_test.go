@@ -93,6 +93,7 @@ func checkOutcomes(t *testing.T, sum *Summary) {
 func TestDemoEmbeddedEveryProfile(t *testing.T) {
 	for _, p := range hostsim.Profiles {
 		t.Run(p, func(t *testing.T) {
+			t.Parallel() // each run has its own simulators, data directory and listener
 			sum := runDemo(t, Options{HostProfile: p})
 			checkOutcomes(t, sum)
 			for _, it := range sum.Items {
