@@ -39,29 +39,48 @@ type OutboxRow struct {
 	UpdatedAt  time.Time  `bun:"updated_at" json:"updated_at"`
 }
 
-// AddEvent queues an event for every webhook of the host that takes its type and existed
-// when it happened (a webhook added later does not get older events). It returns the rows
-// it added; an event already queued for a webhook is not added again.
-func (s *Store) AddEvent(ctx context.Context, hostID, eventID, eventType string, at time.Time, payload []byte) ([]OutboxRow, error) {
-	hooks, err := s.ListWebhooks(ctx, hostID)
-	if err != nil {
-		return nil, err
+// Event is one notification to queue: its stable ID (the delivery ID receivers
+// de-duplicate on), type and JSON payload. At, when set, is when it happened: a webhook
+// added after that does not get it (an old batch found by a later scan).
+type Event struct {
+	ID      string
+	Type    string
+	At      time.Time
+	Payload []byte
+}
+
+// AddEvent queues an event for every webhook of the host that takes its type (and, with
+// e.At set, existed when it happened). It returns the rows it added; an event already
+// queued for a webhook is not added again.
+func (s *Store) AddEvent(ctx context.Context, hostID string, e Event) ([]OutboxRow, error) {
+	return s.addEvents(ctx, s.DB, hostID, []Event{e})
+}
+
+func (s *Store) addEvents(ctx context.Context, db bun.IDB, hostID string, events []Event) ([]OutboxRow, error) {
+	if len(events) == 0 {
+		return nil, nil
+	}
+	var hooks []Webhook
+	if err := db.NewSelect().Model(&hooks).Where("host_id = ?", hostID).Scan(ctx); err != nil {
+		return nil, fmt.Errorf("webhooks of host %s: %w", hostID, err)
 	}
 	var added []OutboxRow
 	now := s.now()
-	for i := range hooks {
-		w := &hooks[i]
-		if !w.Wants(eventType) || w.CreatedAt.After(at) {
-			continue
-		}
-		row := OutboxRow{ID: NewID(), EventID: eventID, WebhookID: w.ID, HostID: hostID, EventType: eventType,
-			Payload: string(payload), State: OutboxPending, NextAt: now, CreatedAt: now, UpdatedAt: now}
-		res, err := s.DB.NewInsert().Model(&row).On("CONFLICT (event_id, webhook_id) DO NOTHING").Exec(ctx)
-		if err != nil {
-			return added, fmt.Errorf("queue %s event %s: %w", eventType, eventID, err)
-		}
-		if n, _ := res.RowsAffected(); n == 1 {
-			added = append(added, row)
+	for _, e := range events {
+		for i := range hooks {
+			w := &hooks[i]
+			if !w.Wants(e.Type) || (!e.At.IsZero() && w.CreatedAt.After(e.At)) {
+				continue
+			}
+			row := OutboxRow{ID: NewID(), EventID: e.ID, WebhookID: w.ID, HostID: hostID, EventType: e.Type,
+				Payload: string(e.Payload), State: OutboxPending, NextAt: now, CreatedAt: now, UpdatedAt: now}
+			res, err := db.NewInsert().Model(&row).On("CONFLICT (event_id, webhook_id) DO NOTHING").Exec(ctx)
+			if err != nil {
+				return added, fmt.Errorf("queue %s event %s: %w", e.Type, e.ID, err)
+			}
+			if n, _ := res.RowsAffected(); n == 1 {
+				added = append(added, row)
+			}
 		}
 	}
 	return added, nil

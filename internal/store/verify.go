@@ -408,11 +408,12 @@ func (s *Store) RunChecks(ctx context.Context, runID string) ([]AccountCheck, er
 	return out, nil
 }
 
-// FinishCheck records a check's verdict, the account's latest health and the run's
-// progress in one transaction; the run completes with its last check. A check that is no
-// longer pending (a second delivery, or the run ended meanwhile) changes nothing and
-// FinishCheck reports false. h is nil for a skipped check.
-func (s *Store) FinishCheck(ctx context.Context, c *AccountCheck, h *AccountHealth) (bool, error) {
+// FinishCheck records a check's verdict, the account's latest health, the events it
+// raised (queued in the outbox for the host's webhooks) and the run's progress in one
+// transaction; the run completes with its last check. A check that is no longer pending
+// (a second delivery, or the run ended meanwhile) changes nothing and FinishCheck reports
+// false. h is nil for a skipped check. It returns the outbox rows it queued.
+func (s *Store) FinishCheck(ctx context.Context, c *AccountCheck, h *AccountHealth, events ...Event) ([]OutboxRow, bool, error) {
 	now := s.now()
 	if c.CheckedAt == nil {
 		c.CheckedAt = &now
@@ -424,6 +425,7 @@ func (s *Store) FinishCheck(ctx context.Context, c *AccountCheck, h *AccountHeal
 		c.State = CheckDone
 	}
 	won := false
+	var queued []OutboxRow
 	err := s.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		if tx.Dialect().Name() == dialect.PG {
 			// Two checks finishing together must not both see themselves as not last.
@@ -454,6 +456,10 @@ func (s *Store) FinishCheck(ctx context.Context, c *AccountCheck, h *AccountHeal
 				return fmt.Errorf("account health of item %s: %w", h.ItemID, err)
 			}
 		}
+		var err2 error
+		if queued, err2 = s.addEvents(ctx, tx, c.HostID, events); err2 != nil {
+			return err2
+		}
 		q := tx.NewUpdate().Model((*VerifyRun)(nil)).Set("accounts_checked = accounts_checked + 1").Where("id = ?", c.RunID)
 		switch c.Status {
 		case HealthHealthy:
@@ -481,7 +487,10 @@ func (s *Store) FinishCheck(ctx context.Context, c *AccountCheck, h *AccountHeal
 		_, err = tx.NewUpdate().Model(run).Column("status", "summary", "finished_at").WherePK().Where("status = ?", VerifyRunning).Exec(ctx)
 		return err
 	})
-	return won, err
+	if err != nil {
+		return nil, false, err
+	}
+	return queued, won, nil
 }
 
 func runSummary(r *VerifyRun, notChecked int) string {

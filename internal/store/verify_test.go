@@ -70,10 +70,10 @@ func TestVerifyRunSlotsAndDeadline(t *testing.T) {
 		c.Action, c.ActionDetail = ActionParked, CheckAction{Calls: []string{"set_unschedulable"}, Undo: "set_schedulable:true"}
 		hl := &AccountHealth{ItemID: c.ItemID, HostID: h.ID, Status: HealthFailing, Class: "no_quota", Since: time.Now(), Recent: "hf",
 			Parked: true, CheckedAt: time.Now(), BalanceAmount: &amount, BalanceCurrency: "CNY"}
-		if won, err := s.FinishCheck(ctx, c, hl); err != nil || !won {
+		if _, won, err := s.FinishCheck(ctx, c, hl); err != nil || !won {
 			t.Fatalf("finish: %v %v", won, err)
 		}
-		if won, err := s.FinishCheck(ctx, c, hl); err != nil || won {
+		if _, won, err := s.FinishCheck(ctx, c, hl); err != nil || won {
 			t.Fatalf("finish twice: %v %v", won, err)
 		}
 		got, _ := s.GetVerifyRun(ctx, run.ID)
@@ -149,7 +149,7 @@ func TestVerifyRunCompletesWithLastCheck(t *testing.T) {
 			if i == 1 {
 				c.State, c.Status, c.Reason = CheckSkipped, "", "item being retried"
 			}
-			if _, err := s.FinishCheck(ctx, c, nil); err != nil {
+			if _, _, err := s.FinishCheck(ctx, c, nil); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -185,15 +185,15 @@ func TestOutboxOncePerWebhook(t *testing.T) {
 			}
 		}
 		at := time.Now()
-		added, err := s.AddEvent(ctx, h.ID, "account_failing:i1:1", "account_failing", at, []byte(`{}`))
+		added, err := s.AddEvent(ctx, h.ID, Event{ID: "account_failing:i1:1", Type: "account_failing", At: at, Payload: []byte(`{}`)})
 		if err != nil || len(added) != 1 || added[0].WebhookID != all.ID {
 			t.Fatalf("added %+v %v", added, err)
 		}
-		again, err := s.AddEvent(ctx, h.ID, "account_failing:i1:1", "account_failing", at, []byte(`{}`))
+		again, err := s.AddEvent(ctx, h.ID, Event{ID: "account_failing:i1:1", Type: "account_failing", At: at, Payload: []byte(`{}`)})
 		if err != nil || len(again) != 0 {
 			t.Fatalf("added again %+v %v", again, err)
 		}
-		if old, _ := s.AddEvent(ctx, h.ID, "batch_finished:b:1", "batch_finished", at.Add(-time.Hour), []byte(`{}`)); len(old) != 0 {
+		if old, _ := s.AddEvent(ctx, h.ID, Event{ID: "batch_finished:b:1", Type: "batch_finished", At: at.Add(-time.Hour), Payload: []byte(`{}`)}); len(old) != 0 {
 			t.Fatalf("an event older than the webhooks was queued: %+v", old)
 		}
 		row, ok, err := s.ClaimOutbox(ctx, added[0].ID, time.Minute)
@@ -227,7 +227,7 @@ func TestOutboxOncePerWebhook(t *testing.T) {
 			t.Fatalf("counts %v", counts)
 		}
 		// Deleting a webhook drops what is pending for it.
-		pend, _ := s.AddEvent(ctx, h.ID, "batch_finished:b:2", "batch_finished", time.Now(), []byte(`{}`))
+		pend, _ := s.AddEvent(ctx, h.ID, Event{ID: "batch_finished:b:2", Type: "batch_finished", At: time.Now(), Payload: []byte(`{}`)})
 		if len(pend) != 2 {
 			t.Fatalf("pending %+v", pend)
 		}
