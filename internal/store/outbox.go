@@ -157,3 +157,20 @@ func (s *Store) ListOutbox(ctx context.Context, hostID string, limit int) ([]Out
 func (s *Store) OutboxCounts(ctx context.Context) (map[string]int, error) {
 	return s.countBy(ctx, "notification_outbox", "state", "")
 }
+
+// FinishedBatches returns the batches of a host that finished at or after since (final
+// state, not dry runs), for the batch_finished notification.
+func (s *Store) FinishedBatches(ctx context.Context, hostID string, since time.Time) ([]Batch, error) {
+	var out []Batch
+	if err := s.DB.NewSelect().Model(&out).Where("host_id = ?", hostID).Where("dry_run = ?", false).
+		Where("finished_at IS NOT NULL").Where("finished_at >= ?", since).
+		Where("status NOT IN (?)", bun.In([]string{BatchQueued, BatchRunning})).Order("finished_at ASC").Scan(ctx); err != nil {
+		return nil, fmt.Errorf("finished batches of host %s: %w", hostID, err)
+	}
+	return out, nil
+}
+
+// BatchFailureClasses counts a batch's failed items per failure class.
+func (s *Store) BatchFailureClasses(ctx context.Context, batchID string) (map[string]int, error) {
+	return s.countBy(ctx, "items", "failure_class", "batch_id = ? AND status = ? AND failure_class <> ''", batchID, ItemFailed)
+}

@@ -358,6 +358,15 @@ func (s *Store) GetAccountCheck(ctx context.Context, id string) (*AccountCheck, 
 	return c, nil
 }
 
+// VerifyRunBySlot returns the run of a host's periodic slot.
+func (s *Store) VerifyRunBySlot(ctx context.Context, hostID, slot string) (*VerifyRun, error) {
+	r := new(VerifyRun)
+	if err := s.DB.NewSelect().Model(r).Where("host_id = ?", hostID).Where("slot = ?", slot).Scan(ctx); err != nil {
+		return nil, notFound(err, "verify run of slot "+slot)
+	}
+	return r, nil
+}
+
 // GetVerifyRun loads one run.
 func (s *Store) GetVerifyRun(ctx context.Context, id string) (*VerifyRun, error) {
 	r := new(VerifyRun)
@@ -632,16 +641,4 @@ func (s *Store) ItemKey(ctx context.Context, itemID string) (*Resource, error) {
 		return nil, notFound(err, "end-user key of item "+itemID)
 	}
 	return r, nil
-}
-
-// FinishedBatches returns the batches of a host that finished at or after since (final
-// state, not dry runs), for the batch_finished notification.
-func (s *Store) FinishedBatches(ctx context.Context, hostID string, since time.Time) ([]Batch, error) {
-	var out []Batch
-	if err := s.DB.NewSelect().Model(&out).Where("host_id = ?", hostID).Where("dry_run = ?", false).
-		Where("finished_at IS NOT NULL").Where("finished_at >= ?", since).
-		Where("status NOT IN (?)", bun.In([]string{BatchQueued, BatchRunning})).Order("finished_at ASC").Scan(ctx); err != nil {
-		return nil, fmt.Errorf("finished batches of host %s: %w", hostID, err)
-	}
-	return out, nil
 }
