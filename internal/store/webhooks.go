@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -70,6 +71,15 @@ type Webhook struct {
 
 // Signed reports whether the webhook has a signing secret.
 func (w *Webhook) Signed() bool { return w.SecretEnc != "" }
+
+// MarshalJSON adds "signed" to the webhook's JSON; the sealed values stay out.
+func (w Webhook) MarshalJSON() ([]byte, error) {
+	type plain Webhook
+	return json.Marshal(struct {
+		plain
+		Signed bool `json:"signed"`
+	}{plain(w), w.Signed()})
+}
 
 // Wants reports whether the webhook takes events of type t.
 func (w *Webhook) Wants(t string) bool {
