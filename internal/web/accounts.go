@@ -63,7 +63,7 @@ func (h *Handler) accountsPage(c *fiber.Ctx) error {
 	}
 	d := accountsData{Host: ho, Status: strings.Clone(c.Query("status")), Events: []string{"batch_finished", "account_failing", "balance_low", "recovery_done"},
 		Statuses: []string{store.HealthFailing, store.HealthDegraded, store.HealthHealthy},
-		Done: accountsDone(c.Query("done"))}
+		Done:     accountsDone(c.Query("done"))}
 	if d.Status != "" && d.Status != store.HealthHealthy && d.Status != store.HealthDegraded && d.Status != store.HealthFailing {
 		d.Status = ""
 	}
