@@ -32,6 +32,7 @@ func (a *App) HTTPApp(token string) (*fiber.App, io.Closer) {
 		queue = a.Inspector
 	}
 	a.Metrics.SetSources(a.Store, queue)
+	a.Metrics.WatchAccounts(a.Store)
 	app.Get("/metrics", srv.Auth, adaptor.HTTPHandler(a.Metrics.Handler()))
 	app.Use(func(c *fiber.Ctx) error { return fiber.ErrNotFound })
 	return app, mon
