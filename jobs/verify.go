@@ -82,6 +82,15 @@ func (q *Queue) EnqueueVerifyRun(ctx context.Context, run *store.VerifyRun) erro
 	return q.enqueue(ctx, TypeVerifyRun, "verify-run:"+run.ID, VerifyPayload{HostID: run.HostID, RunID: run.ID}, time.Now(), 3, 10*time.Minute)
 }
 
+// EnqueueVerifySlot queues the periodic run of a host for the slot starting at slotAt
+// (a UTC minute) with the given period; the task ID names host and slot, so every
+// scheduler ticking for the slot queues it once.
+func (q *Queue) EnqueueVerifySlot(ctx context.Context, hostID string, slotAt time.Time, period time.Duration) error {
+	slot := slotAt.UTC().Truncate(time.Minute).Format("200601021504")
+	return q.enqueue(ctx, TypeVerifyRun, "verify-run:"+hostID+":"+slot,
+		VerifyPayload{HostID: hostID, Slot: slot, PeriodS: int(period / time.Second)}, time.Now(), 3, 10*time.Minute)
+}
+
 // EnqueueCheck schedules one account check at its due time.
 func (q *Queue) EnqueueCheck(ctx context.Context, checkID string, at time.Time) error {
 	return q.enqueue(ctx, TypeVerifyAccount, "verify:"+checkID, VerifyPayload{CheckID: checkID}, at, 3, 5*time.Minute)
@@ -223,15 +232,12 @@ func (h *AccountHandlers) handleTick(ctx context.Context, _ *asynq.Task) error {
 	if err != nil {
 		return fmt.Errorf("%v: %w", err, asynq.SkipRetry)
 	}
-	slot := slotAt.Format("200601021504")
 	hosts, err := h.Store.ListHosts(ctx)
 	if err != nil {
 		return err
 	}
 	for _, host := range hosts {
-		err := h.Queue.enqueue(ctx, TypeVerifyRun, "verify-run:"+host.ID+":"+slot,
-			VerifyPayload{HostID: host.ID, Slot: slot, PeriodS: int(period / time.Second)}, time.Now(), 3, 10*time.Minute)
-		if err != nil && !errors.Is(err, ErrExists) {
+		if err := h.Queue.EnqueueVerifySlot(ctx, host.ID, slotAt, period); err != nil && !errors.Is(err, ErrExists) {
 			return err
 		}
 	}
@@ -239,7 +245,8 @@ func (h *AccountHandlers) handleTick(ctx context.Context, _ *asynq.Task) error {
 }
 
 // handleRun plans a run and schedules its checks: a periodic slot's run is started here
-// (its deadline the next slot, its checks spread over SpreadFraction of the period); a
+// (its deadline the next slot, its checks spread over SpreadFraction of what is left of
+// the period); a
 // run asked for was started by the API. A run that was planned already (the task was
 // delivered again) only has its pending checks scheduled again.
 func (h *AccountHandlers) handleRun(ctx context.Context, t *asynq.Task) error {
@@ -261,7 +268,11 @@ func (h *AccountHandlers) handleRun(ctx context.Context, t *asynq.Task) error {
 			return fmt.Errorf("bad verify slot %q: %w", p.Slot, asynq.SkipRetry)
 		}
 		period := time.Duration(p.PeriodS) * time.Second
-		spread = time.Duration(float64(period) * SpreadFraction)
+		// Spread over SpreadFraction of what is left of the slot (the task may start late:
+		// a busy queue, a worker that came up mid-slot), so the last check is due well
+		// before the next slot.
+		left := min(period, slotAt.Add(period).Sub(h.now()))
+		spread = max(time.Duration(float64(left)*SpreadFraction), 0)
 		if run, err = h.Store.StartVerifyRun(ctx, p.HostID, p.Slot, slotAt.Add(period), spread); err != nil {
 			return err
 		}
