@@ -187,22 +187,13 @@ func (a *accountCheck) prove(ctx context.Context, accID int64) (proven bool, det
 }
 
 // mark records the check's action in the ledger row of the account: who parked it
-// (parkedBy, "" = nobody now), an operator's hold (holdBy) and the recent actions. It is a
-// compare-and-set on the row's state; a row an operation claimed meanwhile is left to it.
+// (parkedBy, "" = nobody now), an operator's hold (holdBy) and the recent actions.
 func (a *accountCheck) mark(ctx context.Context, parkedBy, holdBy string) error {
 	return a.e.markLedger(ctx, a.row, a.c, parkedBy, holdBy, a.c.Action)
 }
 
 func (e *Engine) markLedger(ctx context.Context, row *store.Resource, c *store.AccountCheck, parkedBy, holdBy, action string) error {
-	cur := row
-	for try := 0; try < 4; try++ {
-		upd := *cur
-		upd.Details = copyDetails(cur.Details)
-		m, _ := upd.Details[detailHealth].(map[string]any)
-		hm := map[string]any{}
-		for k, v := range m {
-			hm[k] = v
-		}
+	return e.editHealth(ctx, row, func(hm map[string]any) {
 		delete(hm, healthParkedBy)
 		delete(hm, healthHoldBy)
 		if parkedBy != "" {
@@ -218,6 +209,27 @@ func (e *Engine) markLedger(ctx context.Context, row *store.Resource, c *store.A
 			acts = acts[len(acts)-keptActions:]
 		}
 		hm[healthActions] = acts
+	})
+}
+
+// releaseHold ends an operator's hold on an account (it was seen healthy).
+func (e *Engine) releaseHold(ctx context.Context, row *store.Resource) error {
+	return e.editHealth(ctx, row, func(hm map[string]any) { delete(hm, healthHoldBy) })
+}
+
+// editHealth changes the health marks of an account's ledger row with a compare-and-set
+// on its state; a row an operation claimed meanwhile (a rollback) is left to it.
+func (e *Engine) editHealth(ctx context.Context, row *store.Resource, edit func(hm map[string]any)) error {
+	cur := row
+	for try := 0; try < 4; try++ {
+		upd := *cur
+		upd.Details = copyDetails(cur.Details)
+		m, _ := upd.Details[detailHealth].(map[string]any)
+		hm := map[string]any{}
+		for k, v := range m {
+			hm[k] = v
+		}
+		edit(hm)
 		upd.Details[detailHealth] = hm
 		won, err := e.Store.TransitionResource(ctx, &upd, cur.State, cur.State, "details")
 		if err != nil {

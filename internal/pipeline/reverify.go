@@ -220,6 +220,13 @@ func (e *Engine) VerifyAccount(ctx context.Context, checkID string) (*VerifyOutc
 	if ctx.Err() != nil {
 		return nil, fmt.Errorf("check %s interrupted: %w", c.ID, ctx.Err())
 	}
+	if c.Status == store.HealthHealthy && a.hold {
+		// Seen healthy: the operator's hold ends, automatic actions may act again.
+		if err := e.releaseHold(ctx, row); err != nil {
+			return nil, err
+		}
+		a.hold = false
+	}
 	c.Evidence = toExchanges(rec.Exchanges())
 	c.Reason = evidence.Redact(c.Reason, sc.apiKey)
 	queued, won, err := e.Store.FinishCheck(ctx, c, a.health(), a.events()...)

@@ -348,3 +348,49 @@ func TestReverifyPlansByListing(t *testing.T) {
 		}
 	}
 }
+
+// An operator who undoes a parking keeps the key enabled: the next runs leave it alone
+// while it still fails, until it is seen healthy; after that, parking applies again.
+func TestReverifyUndoParkHoldsUntilHealthy(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	key := "sk-rv-undopark-00000000000abcd"
+	_, items := h.submit(ModeSelfService, itemSpec{provider: "kimi", key: key, mode: upstreamsim.ModeOK, models: []string{"kimi-k2.6"}})
+	it := h.driveReady(t, items)[0]
+	h.settings(t, true, true, 0)
+	ctx := context.Background()
+	h.up.SetMode(key, upstreamsim.ModeInvalid)
+	_, checks := h.verifyNow(t)
+	parked := checks[it.ID]
+	if parked.Action != store.ActionParked {
+		t.Fatalf("not parked: %+v", parked)
+	}
+	if ok, _ := h.store.SetCheckUndo(ctx, parked.ID, "", store.UndoQueued, ""); !ok {
+		t.Fatal("undo not queued")
+	}
+	if err := h.eng.UndoCheck(ctx, parked.ID); err != nil {
+		t.Fatal(err)
+	}
+	if a := h.hostAccount(t, parked); !a.Schedulable {
+		t.Fatal("undoing the parking left the account unschedulable")
+	}
+	_, checks = h.verifyNow(t)
+	if c := checks[it.ID]; c.Action != "" || !strings.Contains(c.Reason, "on hold") || c.Status != store.HealthFailing {
+		t.Fatalf("a held account was touched: %+v", c)
+	}
+	if hl, _ := h.store.GetAccountHealth(ctx, it.ID); !hl.Hold || hl.Parked {
+		t.Fatalf("marks %+v", hl)
+	}
+	h.up.SetMode(key, upstreamsim.ModeOK)
+	_, checks = h.verifyNow(t)
+	if c := checks[it.ID]; c.Status != store.HealthHealthy {
+		t.Fatalf("healthy again: %+v", c)
+	}
+	if hl, _ := h.store.GetAccountHealth(ctx, it.ID); hl.Hold {
+		t.Fatal("the hold outlived a healthy check")
+	}
+	h.up.SetMode(key, upstreamsim.ModeInvalid)
+	_, checks = h.verifyNow(t)
+	if c := checks[it.ID]; c.Action != store.ActionParked {
+		t.Fatalf("parking did not apply again after the hold: %+v", c)
+	}
+}
