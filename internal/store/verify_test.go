@@ -62,6 +62,9 @@ func TestVerifyRunSlotsAndDeadline(t *testing.T) {
 		if err := s.AddChecks(ctx, run, checks); err != nil {
 			t.Fatal(err)
 		}
+		if due, err := s.PendingChecks(ctx, time.Now().Add(time.Minute), 10); err != nil || len(due) != 3 {
+			t.Fatalf("pending checks %d %v", len(due), err)
+		}
 		// One check finishes (twice: the second is a duplicate delivery and counts nothing).
 		c := checks[0]
 		c.Status, c.Class, c.Direct = HealthFailing, "no_quota", "failed"
@@ -98,6 +101,9 @@ func TestVerifyRunSlotsAndDeadline(t *testing.T) {
 		past := time.Now().Add(-time.Second)
 		if _, err := s.DB.NewUpdate().Model((*VerifyRun)(nil)).Set("deadline = ?", past).Where("id = ?", run.ID).Exec(ctx); err != nil {
 			t.Fatal(err)
+		}
+		if exp, err := s.ExpiredVerifyRuns(ctx); err != nil || len(exp) != 1 || exp[0].ID != run.ID {
+			t.Fatalf("expired runs %+v %v", exp, err)
 		}
 		next, err := s.StartVerifyRun(ctx, h.ID, "202612072000", time.Now().Add(time.Hour), time.Minute)
 		if err != nil || next == nil {
