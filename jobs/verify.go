@@ -223,8 +223,8 @@ func Period(spec string, slot time.Time) (time.Duration, error) {
 	return d, nil
 }
 
-// handleTick enqueues one verify-run per registered host for the current slot (the UTC
-// minute): several schedulers ticking in the same minute produce the same task IDs, and
+// handleTick enqueues one verify-run per registered host with imported accounts for the
+// current slot (the UTC minute): several schedulers ticking in the same minute produce the same task IDs, and
 // the run's unique (host, slot) keeps one run per slot whatever gets through.
 func (h *AccountHandlers) handleTick(ctx context.Context, _ *asynq.Task) error {
 	slotAt := h.now().Truncate(time.Minute)
@@ -237,6 +237,13 @@ func (h *AccountHandlers) handleTick(ctx context.Context, _ *asynq.Task) error {
 		return err
 	}
 	for _, host := range hosts {
+		// A host nothing was imported into has nothing to re-verify (and no run to list).
+		if n, err := h.Store.CountResources(ctx, store.ResourceFilter{HostID: host.ID, Type: store.TypeAccount}); err != nil || n == 0 {
+			if err != nil {
+				return err
+			}
+			continue
+		}
 		if err := h.Queue.EnqueueVerifySlot(ctx, host.ID, slotAt, period); err != nil && !errors.Is(err, ErrExists) {
 			return err
 		}

@@ -311,7 +311,16 @@ func TestVerifySlotPlansOnce(t *testing.T) {
 	if d := time.Until(last); d < 5*time.Minute || d > 7*time.Minute {
 		t.Fatalf("the last check is due in %s", d)
 	}
-	// The tick enqueues one verify-run per host per slot.
+	// The tick enqueues one verify-run per host with accounts per slot.
+	other := &store.Host{Name: "empty", AdminURL: "http://y", PublicURL: "http://y", AuthKind: "api_key"}
+	if err := f.st.CreateHost(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	id := "1"
+	if _, err := f.st.EnsureIntent(ctx, &store.Resource{HostID: f.host.ID, BatchID: b.ID, ItemID: items[0].ID, Type: store.TypeAccount,
+		Name: "crm-a", HostResourceID: &id, State: store.ResourceCreated}); err != nil {
+		t.Fatal(err)
+	}
 	if err := f.h.handleTick(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
