@@ -192,7 +192,7 @@ func TestOpenAPIDocumentMatchesRealResponses(t *testing.T) {
 	box, _ := secret.NewBox("api-test-master-key-000")
 	var notReady atomic.Bool
 	batches := &batch.Service{Store: st, Queue: &jobs.Queue{Client: &fakeEnqueuer{}}, Box: box, Catalog: catalog.Default(), Rollbacks: ledgerChecker{st}}
-	s := &Server{Store: st, Batches: batches, Box: box, Prober: scriptedProber{},
+	s := &Server{Store: st, Batches: batches, Box: box, Prober: scriptedProber{}, Accounts: accountsService(st, box),
 		Token: token, Log: slog.New(slog.NewJSONHandler(io.Discard, nil)),
 		Ready: func(context.Context) error {
 			if notReady.Load() {
@@ -378,6 +378,7 @@ func TestOpenAPIDocumentMatchesRealResponses(t *testing.T) {
 		t.Errorf("ledger: %v", r)
 	}
 	c.do(exchange{method: "GET", path: "/api/v1/resources?page_size=0", want: 400, badInput: true})
+	exerciseAccounts(t, c, st, hostID, batchID, itemID)
 
 	// Every route: a validated success, and a validated 401 without the token.
 	var missing []string

@@ -15,6 +15,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/cn-relay-manager/cn-relay-manager/internal/accounts"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/batch"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
@@ -41,6 +42,9 @@ type Server struct {
 	Log     *slog.Logger
 	// Ready reports extra readiness (queue reachable); nil = always ready.
 	Ready func(ctx context.Context) error
+	// Accounts is the service of the work after the import (settings, webhooks, runs,
+	// undo).
+	Accounts *accounts.Service
 }
 
 // APIError is the JSON error body: {"error":{"code","message","field"}}.
@@ -96,6 +100,7 @@ func (s *Server) Mount(app *fiber.App) {
 	v1.Get("/reconcile-runs/:id", s.getReconcileRun)
 	v1.Post("/reconcile-runs/:id/repair", s.repairRun)
 	v1.Get("/resources", s.listResources)
+	s.mountAccounts(v1)
 }
 
 // Auth requires "Authorization: Bearer <token>".

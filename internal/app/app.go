@@ -180,7 +180,7 @@ func (a *App) Batches() *batch.Service {
 // APIServer returns the REST API bound to this process's store and batch service.
 func (a *App) APIServer(token string) *api.Server {
 	return &api.Server{Store: a.Store, Batches: a.Batches(), Box: a.Box, Prober: a.Engine,
-		Token: token, Log: a.Log, Ready: a.PingQueue}
+		Token: token, Log: a.Log, Ready: a.PingQueue, Accounts: a.Accounts()}
 }
 
 // RunWorker serves the queue and runs the recovery sweep until ctx ends, then shuts down
@@ -200,6 +200,7 @@ func (a *App) RunWorker(ctx context.Context) error {
 	h := &jobs.Handlers{Runner: a.Engine, Queue: a.Queue, Log: a.Log, Metrics: a.Metrics}
 	mux := h.Mux()
 	(&jobs.OperationHandlers{Ops: a.Engine, Store: a.Store, Queue: a.Queue, Metrics: a.Metrics}).Register(mux)
+	a.AccountHandlers().Register(mux)
 	var sched *asynq.Scheduler
 	if a.Cfg.ReconcileCron != "" {
 		var err error
@@ -217,6 +218,12 @@ func (a *App) RunWorker(ctx context.Context) error {
 		}
 		defer sched.Shutdown()
 	}
+	stopAccounts, err := a.startAccountsScheduler()
+	if err != nil {
+		srv.Shutdown()
+		return fmt.Errorf("start accounts scheduler: %w", err)
+	}
+	defer stopAccounts()
 	sweeper := &jobs.Sweeper{Store: a.Store, Queue: a.Queue, Log: a.Log, Lookahead: a.Cfg.SweepInterval}
 	sweepCtx, stopSweep := context.WithCancel(ctx)
 	done := make(chan struct{})

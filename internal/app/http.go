@@ -18,7 +18,7 @@ import (
 func (a *App) HTTPApp(token string) (*fiber.App, io.Closer) {
 	srv := a.APIServer(token)
 	app := srv.NewApp()
-	pages := &web.Handler{Store: a.Store, Actions: srv.Batches, Token: token, Log: a.Log}
+	pages := &web.Handler{Store: a.Store, Actions: srv.Batches, Token: token, Log: a.Log, Accounts: srv.Accounts}
 	pages.Mount(app)
 	// Payloads in the queue are IDs only, so asynqmon shows nothing secret.
 	mon := asynqmon.New(asynqmon.Options{RootPath: "/monitoring", RedisConnOpt: a.Conn})
@@ -32,6 +32,7 @@ func (a *App) HTTPApp(token string) (*fiber.App, io.Closer) {
 		queue = a.Inspector
 	}
 	a.Metrics.SetSources(a.Store, queue)
+	a.Metrics.WatchAccounts(a.Store)
 	app.Get("/metrics", srv.Auth, adaptor.HTTPHandler(a.Metrics.Handler()))
 	app.Use(func(c *fiber.Ctx) error { return fiber.ErrNotFound })
 	return app, mon

@@ -32,11 +32,15 @@ var commands = []command{
 	{name: "batch cancel", args: "ID", summary: "stop the batch's running items (what exists on the host is kept)", setup: (*env).batchCancel},
 	{name: "batch rollback", args: "ID", summary: "delete what this batch created on the host", setup: (*env).batchRollback},
 	{name: "batch reconcile", args: "ID", summary: "compare the batch's ledger with the host", setup: (*env).batchReconcile},
+	{name: "accounts list", aliases: []string{"ls"}, summary: "a host's imported accounts with health, balance, last check and history (--failing: only failing)", setup: (*env).accountsList},
+	{name: "accounts history", args: "ITEM_ID", summary: "an account's checks, newest first, with their evidence summary and actions", setup: (*env).accountsHistory},
+	{name: "accounts verify", summary: "re-verify a host's imported accounts now", setup: (*env).accountsVerify},
+	{name: "accounts undo", args: "CHECK_ID", summary: "reverse the host change a check made (parking or recovery)", setup: (*env).accountsUndo},
 	{name: "bench", summary: "load benchmark on built binaries", long: benchHelp, setup: (*env).bench},
 }
 
 // groupAliases are other spellings of a command group.
-var groupAliases = map[string]string{"host": "hosts", "batches": "batch"}
+var groupAliases = map[string]string{"host": "hosts", "batches": "batch", "account": "accounts"}
 
 var errNeedsSub = errors.New("needs a subcommand")
 

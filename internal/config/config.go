@@ -33,6 +33,7 @@ type Config struct {
 	WindowSchedule    []time.Duration
 	SweepInterval     time.Duration // CRM_SWEEP_INTERVAL: recovery sweep period
 	ReconcileCron     string        // CRM_RECONCILE_CRON: periodic reconcile spec, empty = off
+	VerifyCron        string        // CRM_VERIFY_CRON: scheduled re-verification of imported accounts, empty = off
 
 	ManagedUserEmail string  // CRM_MANAGED_USER_EMAIL: selector for the managed end user
 	TopUpAmount      float64 // CRM_TOPUP_AMOUNT: self_service balance top-up
@@ -94,6 +95,7 @@ func Load(name string, args []string, getenv func(string) string) (Config, *flag
 	env("CRM_WINDOW_SCHEDULE", scheduleVar(&c.WindowSchedule))
 	env("CRM_SWEEP_INTERVAL", durVar(&c.SweepInterval))
 	env("CRM_RECONCILE_CRON", str(&c.ReconcileCron))
+	env("CRM_VERIFY_CRON", str(&c.VerifyCron))
 	env("CRM_MANAGED_USER_EMAIL", str(&c.ManagedUserEmail))
 	env("CRM_TOPUP_AMOUNT", floatVar(&c.TopUpAmount))
 	env("CRM_SUBSCRIPTION_DAYS", intVar(&c.ValidityDays, 1, 36500))
@@ -163,6 +165,11 @@ func (c Config) Validate() error {
 	}
 	if c.TopUpAmount <= 0 {
 		errs = append(errs, errors.New("CRM_TOPUP_AMOUNT: must be greater than 0"))
+	}
+	if c.VerifyCron != "" {
+		if err := checkVerifyCron(c.VerifyCron); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }

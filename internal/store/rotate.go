@@ -15,8 +15,9 @@ type Resealer interface {
 }
 
 // RotateSecrets re-encrypts every sealed column (host credentials, upstream keys, ledger
-// secrets) and recomputes key fingerprints in one transaction: either every value moves
-// to the new master key or none does. It returns how many values were re-encrypted.
+// secrets, webhook URLs and signing secrets) and recomputes key fingerprints in one
+// transaction: either every value moves to the new master key or none does. It returns
+// how many values were re-encrypted.
 func (s *Store) RotateSecrets(ctx context.Context, r Resealer) (int, error) {
 	n := 0
 	err := s.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
@@ -68,7 +69,7 @@ func (s *Store) RotateSecrets(ctx context.Context, r Resealer) (int, error) {
 				return err
 			}
 		}
-		return nil
+		return rotateWebhooks(ctx, tx, r, &n)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("rotate secrets: %w", err)

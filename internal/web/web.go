@@ -41,6 +41,8 @@ type Handler struct {
 	Token         string // the operator API token; logging in means presenting it once
 	Log           *slog.Logger
 	SecureCookies bool // set Secure on cookies (behind TLS)
+	// Accounts are the operations of the accounts pages (nil: those forms answer 503).
+	Accounts AccountActions
 
 	once    sync.Once
 	key     []byte
@@ -107,6 +109,7 @@ func (h *Handler) Mount(app *fiber.App) {
 	app.Get("/hosts/:id", h.auth, h.hostDetail)
 	app.Get("/hosts/:id/reconcile", h.auth, h.confirmHostReconcile)
 	app.Post("/hosts/:id/reconcile", h.csrf, h.hostReconcile)
+	h.mountAccounts(app)
 }
 
 // Protect guards other browser-facing routes (asynqmon at /monitoring): it passes with a
