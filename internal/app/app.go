@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -81,6 +83,15 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	}
 	if err := a.Store.Migrate(ctx); err != nil {
 		a.Store.Close()
+		return nil, err
+	}
+	if err := checkMasterKey(ctx, a.Store, a.Box, created, log); err != nil {
+		a.Store.Close()
+		if created {
+			// A key generated for a database sealed with another one must not stay behind
+			// as if it were this data directory's key.
+			_ = os.Remove(filepath.Join(cfg.DataDir, "master.key"))
+		}
 		return nil, err
 	}
 	if cfg.Embedded() {

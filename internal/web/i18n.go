@@ -220,6 +220,7 @@ var messages = map[string]map[string]string{
 		"status.auth_failed":         "auth failed",
 		"status.login_blocked":       "login blocked",
 		"status.unreachable":         "unreachable",
+		"status.master_key_mismatch": "wrong master key",
 		"status.finished":            "finished",
 		"status.completed":           "completed",
 		"status.partial":             "partial",
@@ -275,6 +276,7 @@ var messages = map[string]map[string]string{
 		"failure.host_compatibility_gap": "host compatibility gap",
 		"failure.host_policy":            "blocked by host policy",
 		"failure.confirmation_timeout":   "confirmation timeout",
+		"failure.master_key_mismatch":    "wrong master key (CRM_MASTER_KEY)",
 		"failure.internal":               "internal error",
 	},
 	"zh": {
@@ -476,6 +478,7 @@ var messages = map[string]map[string]string{
 		"status.auth_failed":         "认证失败",
 		"status.login_blocked":       "登录受阻",
 		"status.unreachable":         "不可达",
+		"status.master_key_mismatch": "主密钥不匹配",
 		"status.finished":            "已完成",
 		"status.completed":           "已完成",
 		"status.partial":             "部分完成",
@@ -531,6 +534,7 @@ var messages = map[string]map[string]string{
 		"failure.host_compatibility_gap": "主机兼容性缺口",
 		"failure.host_policy":            "主机策略禁止",
 		"failure.confirmation_timeout":   "确认超时",
+		"failure.master_key_mismatch":    "主密钥不匹配（CRM_MASTER_KEY）",
 		"failure.internal":               "内部错误",
 	},
 }
