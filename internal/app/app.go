@@ -25,6 +25,7 @@ import (
 	"github.com/cn-relay-manager/cn-relay-manager/internal/config"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/egress"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/evidence"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/hostreg"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/limit"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/metrics"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/pipeline"
@@ -188,9 +189,14 @@ func (a *App) Batches() *batch.Service {
 		Egress: egress.Policy{AllowPrivate: a.Cfg.AllowPrivateUpstreams}}
 }
 
+// Hosts returns the host service bound to this process's store, secret box and prober.
+func (a *App) Hosts() *hostreg.Service {
+	return &hostreg.Service{Store: a.Store, Box: a.Box, Prober: a.Engine}
+}
+
 // APIServer returns the REST API bound to this process's store and batch service.
 func (a *App) APIServer(token string) *api.Server {
-	return &api.Server{Store: a.Store, Batches: a.Batches(), Box: a.Box, Prober: a.Engine,
+	return &api.Server{Store: a.Store, Batches: a.Batches(), Hosts: a.Hosts(),
 		Token: token, Log: a.Log, Ready: a.PingQueue}
 }
 
