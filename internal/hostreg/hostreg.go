@@ -392,7 +392,9 @@ func httpURL(field, raw string) (string, error) {
 	return raw, nil
 }
 
-func isSpace(r rune) bool { return r == ' ' || r == '\t' || r == '\n' || r == '\r' || r == '\v' || r == '\f' }
+func isSpace(r rune) bool {
+	return r == ' ' || r == '\t' || r == '\n' || r == '\r' || r == '\v' || r == '\f'
+}
 
 // Probe probes the host with its stored settings and stores the answer (version,
 // profile, status); a host that does not answer is stored as unreachable.
