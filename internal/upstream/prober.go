@@ -89,6 +89,10 @@ type Capability struct {
 	Anthropic    bool   // POST {AnthropicBase}/v1/messages works
 	Resolution   catalog.Resolution
 	Notes        []string
+	// Tested names the capabilities a request was sent for (models_listed, chat, stream,
+	// tools, responses, anthropic): a false one of them is unsupported, a missing one was
+	// never tried (the chat failed first, or the provider offers no such endpoint).
+	Tested []string
 
 	// ProviderID is the provider the probe assumed (given or detected).
 	ProviderID string
@@ -100,6 +104,8 @@ type Capability struct {
 	// "max_completion_tokens" or "max_tokens".
 	TokenParam string
 }
+
+func (c *Capability) tested(name string) { c.Tested = append(c.Tested, name) }
 
 func (c *Capability) note(format string, args ...any) {
 	c.Notes = append(c.Notes, fmt.Sprintf(format, args...))
@@ -160,6 +166,7 @@ func (p *Prober) Probe(ctx context.Context, t Target) (*Capability, error) {
 	c.ProviderID, c.BaseURL = tg.prov.ID, tg.base
 
 	models, listed, err := p.listModels(ctx, tg)
+	c.tested("models_listed")
 	var le *listError
 	if errors.As(err, &le) {
 		c.note("model list unavailable: %s", failureMessage(le.err))
@@ -189,6 +196,9 @@ func (p *Prober) Probe(ctx context.Context, t Target) (*Capability, error) {
 	for i, m := range candidates {
 		if i == maxChatAttempts {
 			break
+		}
+		if i == 0 {
+			c.tested("chat")
 		}
 		param, err := p.chat(ctx, tg, m)
 		if err == nil {
