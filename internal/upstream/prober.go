@@ -89,9 +89,10 @@ type Capability struct {
 	Anthropic    bool   // POST {AnthropicBase}/v1/messages works
 	Resolution   catalog.Resolution
 	Notes        []string
-	// Tested names the capabilities a request was sent for (models_listed, chat, stream,
-	// tools, responses, anthropic): a false one of them is unsupported, a missing one was
-	// never tried (the chat failed first, or the provider offers no such endpoint).
+	// Tested names the capabilities the upstream gave a conclusive answer about
+	// (models_listed, chat, stream, tools, responses, anthropic): a false one of them is
+	// unsupported; a missing one was never tried, or its call failed for a reason the
+	// failure class names (a refused key, no quota) rather than for lack of support.
 	Tested []string
 
 	// ProviderID is the provider the probe assumed (given or detected).
@@ -166,13 +167,13 @@ func (p *Prober) Probe(ctx context.Context, t Target) (*Capability, error) {
 	c.ProviderID, c.BaseURL = tg.prov.ID, tg.base
 
 	models, listed, err := p.listModels(ctx, tg)
-	c.tested("models_listed")
 	var le *listError
 	if errors.As(err, &le) {
 		c.note("model list unavailable: %s", failureMessage(le.err))
 	} else if err != nil {
-		return c, err
+		return c, err // the key or the upstream failed: nothing was learnt about the list
 	}
+	c.tested("models_listed")
 	c.Models, c.ModelsListed = models, listed
 	c.Resolution = p.cat.ResolveModelsAt(tg.prov.ID, tg.scope, t.Models, models)
 	for _, cr := range c.Resolution.Corrections {
@@ -197,9 +198,6 @@ func (p *Prober) Probe(ctx context.Context, t Target) (*Capability, error) {
 		if i == maxChatAttempts {
 			break
 		}
-		if i == 0 {
-			c.tested("chat")
-		}
 		param, err := p.chat(ctx, tg, m)
 		if err == nil {
 			c.Chat, c.ChatModel, c.TokenParam = true, m, param
@@ -212,8 +210,12 @@ func (p *Prober) Probe(ctx context.Context, t Target) (*Capability, error) {
 		c.note("chat with %q: %s", m, failureMessage(err))
 	}
 	if !c.Chat {
-		return c, chatErr
+		if failure.ClassOf(chatErr) == failure.ModelNotFound {
+			c.tested("chat") // it answered: none of these models chats here
+		}
+		return c, chatErr // otherwise the failure class says why, not "unsupported"
 	}
+	c.tested("chat")
 
 	p.probeStream(ctx, tg, c)
 	p.probeTools(ctx, tg, c)
