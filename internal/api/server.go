@@ -35,6 +35,8 @@ type Server struct {
 	Log     *slog.Logger
 	// Ready reports extra readiness (queue reachable); nil = always ready.
 	Ready func(ctx context.Context) error
+	// Metrics counts every request the app serves (nil: none counted).
+	Metrics RequestObserver
 }
 
 // APIError is the JSON error body: {"error":{"code","message","field"}}.

@@ -121,6 +121,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 			HostTimeout: cfg.HostTimeout,
 		},
 	}
+	var providers []string
+	for _, p := range a.Catalog.Providers() {
+		providers = append(providers, p.ID)
+	}
+	a.Metrics.SetProviders(providers)
+	a.Engine.Events = func(ev pipeline.StepEvent) {
+		a.Metrics.ObserveStepResult(ev.Step, ev.Outcome, ev.Class, ev.Provider, ev.Host)
+	}
 	if rc, ok := a.Conn.MakeRedisClient().(redis.UniversalClient); ok {
 		a.limitRedis = rc
 		a.Engine.Limiter = &limit.Semaphore{Redis: rc}
@@ -197,7 +205,7 @@ func (a *App) Hosts() *hostreg.Service {
 // APIServer returns the REST API bound to this process's store and batch service.
 func (a *App) APIServer(token string) *api.Server {
 	return &api.Server{Store: a.Store, Batches: a.Batches(), Hosts: a.Hosts(),
-		Token: token, Log: a.Log, Ready: a.PingQueue}
+		Token: token, Log: a.Log, Ready: a.PingQueue, Metrics: a.Metrics}
 }
 
 // RunWorker serves the queue and runs the recovery sweep until ctx ends, then shuts down

@@ -72,6 +72,8 @@ type Engine struct {
 	Prober   Prober
 	Settings Settings
 	Limiter  Limiter // nil = no cross-process caps
+	// Events, when set, is told of every step result stored (the metrics' counters).
+	Events func(StepEvent)
 	// NewHostClient builds a client for a registered host; nil uses host.New.
 	NewHostClient func(h *store.Host, cfg host.Config) HostClient
 	Now           func() time.Time
@@ -130,7 +132,7 @@ func (e *Engine) Run(ctx context.Context, name, itemID string, seq int) (Decisio
 	}
 	sc, err := e.load(ctx, it)
 	if res, ok := unreadable(err); ok && sc != nil {
-		return e.persist(ctx, sc, name, seq, e.now(), res, &evidence.Recorder{})
+		return e.persistAndTell(ctx, sc, name, seq, e.now(), res, &evidence.Recorder{})
 	}
 	if err != nil {
 		return Decision{}, err
@@ -162,7 +164,7 @@ func (e *Engine) Run(ctx context.Context, name, itemID string, seq int) (Decisio
 		// recovery sweep runs the step again.
 		return Decision{}, fmt.Errorf("step %s for item %s interrupted: %w", name, itemID, ctx.Err())
 	}
-	return e.persist(ctx, sc, name, seq, started, res, rec)
+	return e.persistAndTell(ctx, sc, name, seq, started, res, rec)
 }
 
 func (e *Engine) persist(ctx context.Context, sc *stepContext, step string, seq int, started time.Time, res result, rec *evidence.Recorder) (Decision, error) {
