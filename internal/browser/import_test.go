@@ -296,6 +296,14 @@ func TestRegisterHostAndImportInChromium(t *testing.T) {
 		}
 	}
 	wantText("the imported batch", "from the browser", "partially succeeded", "sim-host")
+	// The failed items' probes never reached a chat (a refused key, no quota): "not tested",
+	// never a struck-through "chat".
+	struck, err := chromedp.Run(bctx, chromedp.Evaluate[int](`Array.from(document.querySelectorAll('span.cap-off')).filter(s => s.innerText === 'chat').length`))
+	must("count struck-through capabilities", err)
+	if struck != 0 {
+		t.Errorf("%d items show chat as unsupported; their probe never tested it", struck)
+	}
+	wantText("the imported batch", "not tested: chat")
 	shoot("import-batch.png")
 
 	first, err := chromedp.Run(bctx, chromedp.Evaluate[string](`document.querySelector('main table tbody tr:first-child td:nth-child(2) a').getAttribute('href')`))

@@ -273,4 +273,12 @@ func TestNumberingNamesAndUntestedCapabilities(t *testing.T) {
 	if !strings.Contains(h.body, "#1 kimi-main</a>") || !strings.Contains(h.body, ">june-keys</a>") {
 		t.Error("the host page names ledger items or reconcile batches by ID")
 	}
+	// A profile whose probe learnt nothing (a refused key) is all "not tested".
+	it1.Capability = map[string]any{"models_listed": false, "chat": false, "stream": false, "tools": false, "responses": false, "anthropic": false, "tested": nil}
+	if _, err := f.st.DB.NewUpdate().Model(it1).Column("capability").WherePK().Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := f.do(t, "GET", "/batches/"+f.done.ID, nil, ck); !strings.Contains(d.body, "not tested: models list, chat, stream") {
+		t.Error("a refused key's capabilities are not all \"not tested\"")
+	}
 }

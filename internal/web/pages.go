@@ -160,16 +160,16 @@ func capBadges(m map[string]any) capView {
 	if len(m) == 0 {
 		return cv
 	}
-	tested, listed := map[string]bool{}, false
-	if l, ok := m["tested"].([]any); ok {
-		listed = true
+	tested := map[string]bool{}
+	raw, listed := m["tested"] // present (even empty or null): the profile says what was tested
+	switch l := raw.(type) {
+	case []any:
 		for _, x := range l {
 			if s, ok := x.(string); ok {
 				tested[s] = true
 			}
 		}
-	} else if l, ok := m["tested"].([]string); ok {
-		listed = true
+	case []string:
 		for _, s := range l {
 			tested[s] = true
 		}
