@@ -20,6 +20,7 @@ import (
 	"github.com/cn-relay-manager/cn-relay-manager/internal/batch"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/catalog"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/egress"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/hostreg"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 	"github.com/cn-relay-manager/cn-relay-manager/jobs"
@@ -81,7 +82,7 @@ func newTestServerOn(t testing.TB, dsn string, log *slog.Logger) (*fiber.App, *f
 	box, _ := secret.NewBox("api-test-master-key-000")
 	enq := &fakeEnqueuer{}
 	batches := &batch.Service{Store: st, Queue: &jobs.Queue{Client: enq}, Box: box, Catalog: catalog.Default(), Egress: egress.Policy{}}
-	s := &Server{Store: st, Batches: batches, Box: box, Prober: fakeProber{status: "ok"}, Token: token, Log: log}
+	s := &Server{Store: st, Batches: batches, Hosts: &hostreg.Service{Store: st, Box: box, Prober: fakeProber{status: "ok"}}, Token: token, Log: log}
 	return s.NewApp(), enq, st
 }
 

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/cn-relay-manager/cn-relay-manager/internal/batch/request"
@@ -89,7 +91,24 @@ func controlError(field string, r rune) error {
 		field = "body"
 	}
 	fe := request.ControlError(field, r)
-	return badField(fe.Field, fe.Message)
+	return badField(fe.Field, itemMessage(fe.Field, fe.Message))
+}
+
+var itemPath = regexp.MustCompile(`^items\[(\d+)\]`)
+
+// itemMessage prefixes the message of a refused field inside items[i] with "item i+1: ":
+// the field is a path into the request (0-based), the message counts items as the
+// operator does.
+func itemMessage(field, msg string) string {
+	m := itemPath.FindStringSubmatch(field)
+	if m == nil {
+		return msg
+	}
+	i, err := strconv.Atoi(m[1])
+	if err != nil {
+		return msg
+	}
+	return fmt.Sprintf("item %d: %s", i+1, msg)
 }
 
 // rejectControlsInQuery answers 400 for a query parameter holding a control character

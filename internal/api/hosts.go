@@ -1,15 +1,17 @@
 package api
 
 import (
-	"net/url"
-	"strings"
+	"errors"
+	"fmt"
+	"strconv"
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/hostreg"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 )
 
+// hostRequest is the body of POST /hosts, PATCH /hosts/{id} and POST /hosts/{id}/test.
 type hostRequest struct {
 	Name          string `json:"name"`
 	AdminURL      string `json:"admin_url"`
@@ -19,16 +21,23 @@ type hostRequest struct {
 	AdminPassword string `json:"admin_password"`
 }
 
-func validHTTPURL(field, raw string) (string, error) {
-	raw = strings.TrimRight(strings.TrimSpace(raw), "/")
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", badField(field, field+" must be an http(s) URL")
+func (r hostRequest) settings() hostreg.Settings {
+	return hostreg.Settings{Name: r.Name, AdminURL: r.AdminURL, PublicURL: r.PublicURL,
+		AdminAPIKey: r.AdminAPIKey, AdminEmail: r.AdminEmail, AdminPassword: r.AdminPassword}
+}
+
+// hostError maps a refusal of the host service to its status: 409 for the stored state,
+// 422 for the host's answer.
+func hostError(err error) error {
+	var he *hostreg.Error
+	if !errors.As(err, &he) {
+		return err
 	}
-	if u.User != nil {
-		return "", badField(field, field+" must not contain credentials")
+	ae := &APIError{Status: fiber.StatusConflict, Code: he.Code, Message: he.Message, Field: he.Field}
+	if he.Kind == hostreg.HostRefused {
+		ae.Status = fiber.StatusUnprocessableEntity
 	}
-	return raw, nil
+	return ae
 }
 
 func (s *Server) createHost(c *fiber.Ctx) error {
@@ -36,61 +45,67 @@ func (s *Server) createHost(c *fiber.Ctx) error {
 	if err := decodeStrict(c, &req); err != nil {
 		return err
 	}
-	req.Name = strings.TrimSpace(req.Name)
-	if req.Name == "" || len(req.Name) > 200 {
-		return badField("name", "name is required (at most 200 characters)")
-	}
-	h := &store.Host{Name: req.Name}
-	var err error
-	if h.AdminURL, err = validHTTPURL("admin_url", req.AdminURL); err != nil {
-		return err
-	}
-	h.PublicURL = h.AdminURL
-	if req.PublicURL != "" {
-		if h.PublicURL, err = validHTTPURL("public_url", req.PublicURL); err != nil {
-			return err
-		}
-	}
-	switch {
-	case req.AdminAPIKey != "" && req.AdminEmail != "":
-		return badField("admin_api_key", "give either admin_api_key or admin_email/admin_password, not both")
-	case req.AdminAPIKey != "":
-		h.AuthKind = "api_key"
-		if h.AdminKeyEnc, err = s.Box.Seal(strings.TrimSpace(req.AdminAPIKey)); err != nil {
-			return err
-		}
-		h.AdminKeyMasked = secret.Mask(strings.TrimSpace(req.AdminAPIKey))
-	case req.AdminEmail != "":
-		if len(strings.TrimSpace(req.AdminEmail)) > 320 {
-			return badField("admin_email", "admin_email is at most 320 characters")
-		}
-		if req.AdminPassword == "" {
-			return badField("admin_password", "admin_password is required with admin_email")
-		}
-		h.AuthKind, h.AdminEmail = "password", strings.TrimSpace(req.AdminEmail)
-		if h.AdminPasswordEnc, err = s.Box.Seal(req.AdminPassword); err != nil {
-			return err
-		}
-	default:
-		return badField("admin_api_key", "admin_api_key (or admin_email and admin_password) is required")
-	}
-	if _, err := s.Store.GetHostByName(c.UserContext(), h.Name); err == nil {
-		return &APIError{Status: fiber.StatusConflict, Code: "host_exists", Message: "a host with this name is already registered", Field: "name"}
-	}
-	if err := s.Prober.ProbeHost(c.UserContext(), h); err != nil {
-		return &APIError{Status: fiber.StatusUnprocessableEntity, Code: "host_unreachable", Message: err.Error(), Field: "admin_url"}
-	}
-	if h.Status == "auth_failed" {
-		field := "admin_api_key"
-		if h.AuthKind == "password" {
-			field = "admin_password"
-		}
-		return &APIError{Status: fiber.StatusUnprocessableEntity, Code: "host_auth_failed", Message: h.StatusMessage, Field: field}
-	}
-	if err := s.Store.CreateHost(c.UserContext(), h); err != nil {
-		return err
+	h, err := s.Hosts.Register(c.UserContext(), req.settings())
+	if err != nil {
+		return hostError(err)
 	}
 	return c.Status(fiber.StatusCreated).JSON(h)
+}
+
+func (s *Server) updateHost(c *fiber.Ctx) error {
+	var req hostRequest
+	if err := decodeStrict(c, &req); err != nil {
+		return err
+	}
+	h, err := s.Hosts.Update(c.UserContext(), c.Params("id"), req.settings())
+	if err != nil {
+		return hostError(err)
+	}
+	return c.JSON(h)
+}
+
+// testHost probes the host with its stored settings, or with the body's changes applied
+// (an empty body tests the stored ones), and saves nothing.
+func (s *Server) testHost(c *fiber.Ctx) error {
+	var req hostRequest
+	if len(c.Body()) > 0 {
+		if err := decodeStrict(c, &req); err != nil {
+			return err
+		}
+	}
+	res, err := s.Hosts.Test(c.UserContext(), c.Params("id"), req.settings())
+	if err != nil {
+		return hostError(err)
+	}
+	return c.JSON(res)
+}
+
+// hostDeletion is the answer of DELETE /hosts/{id}: the host removed and what was removed
+// with it.
+type hostDeletion struct {
+	Host      *store.Host      `json:"host"`
+	Forgotten *store.HostUsage `json:"forgotten"`
+	Message   string           `json:"message"`
+}
+
+func (s *Server) deleteHost(c *fiber.Ctx) error {
+	forget := false
+	if v := c.Query("forget"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return badField("forget", "forget must be true or false")
+		}
+		forget = b
+	}
+	h, usage, err := s.Hosts.Delete(c.UserContext(), c.Params("id"), forget)
+	if err != nil {
+		return hostError(err)
+	}
+	msg := fmt.Sprintf("host %s deleted with %d batches, %d items and %d reconcile runs", h.Name, usage.Batches, usage.Items, usage.ReconcileRuns)
+	if usage.LedgerTotal > 0 {
+		msg += fmt.Sprintf("; forgot the ledger's %s: they stay on the host, unmanaged", hostreg.DescribeLedger(usage))
+	}
+	return c.JSON(hostDeletion{Host: h, Forgotten: usage, Message: msg})
 }
 
 func (s *Server) listHosts(c *fiber.Ctx) error {
@@ -112,15 +127,10 @@ func (s *Server) getHost(c *fiber.Ctx) error {
 	return c.JSON(h)
 }
 
+// probeHost probes the host with its stored settings and stores what it answered.
 func (s *Server) probeHost(c *fiber.Ctx) error {
-	h, err := s.Store.GetHost(c.UserContext(), c.Params("id"))
+	h, err := s.Hosts.Probe(c.UserContext(), c.Params("id"))
 	if err != nil {
-		return err
-	}
-	if err := s.Prober.ProbeHost(c.UserContext(), h); err != nil {
-		h.Status, h.StatusMessage = "unreachable", err.Error()
-	}
-	if err := s.Store.UpdateHost(c.UserContext(), h); err != nil {
 		return err
 	}
 	return c.JSON(h)

@@ -103,6 +103,8 @@ func TestControlCharactersRefusedInEveryField(t *testing.T) {
 				code, m, raw := call(t, app, "POST", "/api/v1/batches", body, true)
 				if e, _ := m["error"].(map[string]any); code != 400 || e["field"] != field || !strings.Contains(raw, "control character") {
 					t.Errorf("batch %s = %q: %d %s, want 400 naming %s", field, bad, code, raw, field)
+				} else if msg, _ := e["message"].(string); strings.HasPrefix(field, "items[0]") != strings.HasPrefix(msg, "item 1: ") {
+					t.Errorf("batch %s: message %q, want items counted from 1", field, msg)
 				}
 			}
 		}

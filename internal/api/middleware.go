@@ -38,10 +38,17 @@ func validRequestID(id string) bool {
 	return true
 }
 
+// RequestObserver counts served requests by method, route pattern and status
+// (internal/metrics).
+type RequestObserver interface {
+	ObserveRequest(method, route string, status int, d time.Duration)
+}
+
 // RequestLog gives every request an ID (X-Request-Id from the client when it is plain,
 // else a fresh one), echoes it in the response and, when the request is done, writes one
 // structured log line: request_id, method, path (never the query string), route, status,
-// latency_ms, remote_ip and the host/batch/item/run IDs found in the route parameters.
+// latency_ms, remote_ip and the host/batch/item/run IDs found in the route parameters,
+// and counts the request in Metrics (when set).
 // Bodies and headers (Authorization included) are never logged. Health checks log at
 // debug level.
 func (s *Server) RequestLog(c *fiber.Ctx) error {
@@ -64,6 +71,15 @@ func (s *Server) RequestLog(c *fiber.Ctx) error {
 	status := c.Response().StatusCode()
 	// Copy strings: fiber reuses its buffers once the handler returns.
 	path := strings.Clone(c.Path())
+	if s.Metrics != nil {
+		// The route pattern, never the path: a bounded label. A request no route matched
+		// ends in the catch-all "/" and counts as unmatched.
+		route := ""
+		if r := c.Route(); r != nil && r.Path != "" && (r.Path != "/" || path == "/") {
+			route = strings.Clone(r.Path)
+		}
+		s.Metrics.ObserveRequest(strings.Clone(c.Method()), route, status, time.Since(start))
+	}
 	attrs := []slog.Attr{
 		slog.String("request_id", id),
 		slog.String("method", strings.Clone(c.Method())),

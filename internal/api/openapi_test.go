@@ -25,6 +25,7 @@ import (
 
 	"github.com/cn-relay-manager/cn-relay-manager/internal/batch"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/catalog"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/hostreg"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/step"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
@@ -192,7 +193,7 @@ func TestOpenAPIDocumentMatchesRealResponses(t *testing.T) {
 	box, _ := secret.NewBox("api-test-master-key-000")
 	var notReady atomic.Bool
 	batches := &batch.Service{Store: st, Queue: &jobs.Queue{Client: &fakeEnqueuer{}}, Box: box, Catalog: catalog.Default(), Rollbacks: ledgerChecker{st}}
-	s := &Server{Store: st, Batches: batches, Box: box, Prober: scriptedProber{}, Accounts: accountsService(st, box),
+	s := &Server{Store: st, Batches: batches, Hosts: &hostreg.Service{Store: st, Box: box, Prober: scriptedProber{}}, Accounts: accountsService(st, box),
 		Token: token, Log: slog.New(slog.NewJSONHandler(io.Discard, nil)),
 		Ready: func(context.Context) error {
 			if notReady.Load() {
@@ -217,8 +218,9 @@ func TestOpenAPIDocumentMatchesRealResponses(t *testing.T) {
 	if hostID == "" {
 		t.Fatal("no host registered")
 	}
-	c.do(exchange{method: "POST", path: "/api/v1/hosts", want: 201,
+	h2 := c.do(exchange{method: "POST", path: "/api/v1/hosts", want: 201,
 		body: `{"name":"h2","admin_url":"http://127.0.0.1:2","public_url":"https://relay.example","admin_email":"a@b.c","admin_password":"pw-0123456789"}`})
+	host2ID, _ := h2["id"].(string)
 	c.do(exchange{method: "POST", path: "/api/v1/hosts", want: 409,
 		body: `{"name":"h1","admin_url":"http://127.0.0.1:1","admin_api_key":"admin-secret-key-0123456789abcdef"}`})
 	e := c.do(exchange{method: "POST", path: "/api/v1/hosts", want: 422,
@@ -247,6 +249,37 @@ func TestOpenAPIDocumentMatchesRealResponses(t *testing.T) {
 	c.do(exchange{method: "GET", path: "/api/v1/hosts/nope", want: 404})
 	c.do(exchange{method: "POST", path: "/api/v1/hosts/" + hostID + "/probe", want: 200})
 	c.do(exchange{method: "POST", path: "/api/v1/hosts/nope/probe", want: 404})
+	// Host lifecycle: rename, rotate the admin key, switch to a password, test connection.
+	if u := c.do(exchange{method: "PATCH", path: "/api/v1/hosts/" + host2ID, want: 200, body: `{"name":"h2-renamed","public_url":"https://relay2.example"}`}); u["name"] != "h2-renamed" || u["public_url"] != "https://relay2.example" {
+		t.Errorf("rename: %v", u)
+	}
+	if u := c.do(exchange{method: "PATCH", path: "/api/v1/hosts/" + host2ID, want: 200, body: `{"admin_api_key":"rotated-admin-key-0123456789"}`}); u["auth_kind"] != "api_key" || u["admin_key_masked"] != "rotate...6789" {
+		t.Errorf("admin key rotation: %v", u)
+	}
+	c.do(exchange{method: "PATCH", path: "/api/v1/hosts/" + host2ID, want: 200, body: `{"admin_email":"ops@b.c","admin_password":"pw-9876543210"}`})
+	e = c.do(exchange{method: "PATCH", path: "/api/v1/hosts/" + host2ID, want: 409, body: `{"name":"h1"}`})
+	if field(e, "error", "code") != "host_exists" {
+		t.Errorf("rename onto another host: %v", e)
+	}
+	e = c.do(exchange{method: "PATCH", path: "/api/v1/hosts/" + host2ID, want: 422, body: `{"name":"bad-creds","admin_api_key":"refused-admin-key-0123456789"}`})
+	if field(e, "error", "code") != "host_auth_failed" || field(e, "error", "field") != "admin_api_key" {
+		t.Errorf("refused admin key: %v", e)
+	}
+	if g := c.do(exchange{method: "GET", path: "/api/v1/hosts/" + host2ID, want: 200}); g["name"] != "h2-renamed" || g["auth_kind"] != "password" {
+		t.Errorf("a refused change was saved: %v", g)
+	}
+	e = c.do(exchange{method: "PATCH", path: "/api/v1/hosts/" + host2ID, want: 400, badInput: true, semantic: true, body: `{"admin_url":"ftp://x"}`})
+	if field(e, "error", "field") != "admin_url" {
+		t.Errorf("bad admin_url names %v", field(e, "error", "field"))
+	}
+	c.do(exchange{method: "PATCH", path: "/api/v1/hosts/nope", want: 404, body: `{"name":"x"}`})
+	if r := c.do(exchange{method: "POST", path: "/api/v1/hosts/" + hostID + "/test", want: 200}); r["ok"] != true || r["settings"] != "stored" || r["version"] != "0.1.179" {
+		t.Errorf("test connection: %v", r)
+	}
+	if r := c.do(exchange{method: "POST", path: "/api/v1/hosts/" + hostID + "/test", want: 200, body: `{"name":"bad-creds","admin_api_key":"new-admin-key-0123456789"}`}); r["ok"] != false || r["status"] != "auth_failed" || r["settings"] != "given" {
+		t.Errorf("test of refused settings: %v", r)
+	}
+	c.do(exchange{method: "POST", path: "/api/v1/hosts/nope/test", want: 404})
 	run := c.do(exchange{method: "POST", path: "/api/v1/hosts/" + hostID + "/reconcile", want: 202})
 	c.do(exchange{method: "POST", path: "/api/v1/hosts/nope/reconcile", want: 404})
 
@@ -379,6 +412,37 @@ func TestOpenAPIDocumentMatchesRealResponses(t *testing.T) {
 	}
 	c.do(exchange{method: "GET", path: "/api/v1/resources?page_size=0", want: 400, badInput: true})
 	exerciseAccounts(t, c, st, hostID, batchID, itemID)
+
+	// Deleting hosts: one without history; one whose items run (refused), whose ledger
+	// holds an object (refused unless forget=true).
+	if del := c.do(exchange{method: "DELETE", path: "/api/v1/hosts/" + host2ID, want: 200}); field(del, "forgotten", "ledger_total") != 0.0 {
+		t.Errorf("delete: %v", del)
+	}
+	c.do(exchange{method: "DELETE", path: "/api/v1/hosts/" + host2ID, want: 404})
+	if e := c.do(exchange{method: "DELETE", path: "/api/v1/hosts/" + hostID, want: 409}); field(e, "error", "code") != "host_busy" {
+		t.Errorf("delete with running items: %v", e)
+	}
+	bl, _, err := st.ListBatches(ctx, store.BatchFilter{HostID: hostID, Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range bl {
+		if _, err := st.CancelBatch(ctx, b.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e = c.do(exchange{method: "DELETE", path: "/api/v1/hosts/" + hostID, want: 409})
+	if msg, _ := field(e, "error", "message").(string); field(e, "error", "code") != "host_in_use" || !strings.Contains(msg, "1 object (1 account)") || !strings.Contains(msg, "forget=true") {
+		t.Errorf("delete with ledger objects: %v", e)
+	}
+	c.do(exchange{method: "DELETE", path: "/api/v1/hosts/" + hostID + "?forget=maybe", want: 400, badInput: true})
+	del := c.do(exchange{method: "DELETE", path: "/api/v1/hosts/" + hostID + "?forget=true", want: 200})
+	if msg, _ := del["message"].(string); field(del, "forgotten", "ledger_total") != 1.0 || !strings.Contains(msg, "stay on the host") {
+		t.Errorf("forgetting delete: %v", del)
+	}
+	if hl := c.do(exchange{method: "GET", path: "/api/v1/hosts", want: 200}); hl["total"] != 0.0 {
+		t.Errorf("hosts left: %v", hl)
+	}
 
 	// Every route: a validated success, and a validated 401 without the token.
 	var missing []string

@@ -1,7 +1,7 @@
 // Package api serves the REST API under /api/v1 with fiber. Its handlers translate HTTP:
-// they decode and check the request, call the batch service (internal/batch) or read the
-// store, and map the answer and the errors to status codes. It never calls a host or an
-// upstream itself except through the HostProber it is given.
+// they decode and check the request, call the batch service (internal/batch) or the host
+// service (internal/hostreg) or read the store, and map the answer and the errors to
+// status codes. It never calls a host or an upstream itself.
 package api
 
 import (
@@ -17,7 +17,7 @@ import (
 
 	"github.com/cn-relay-manager/cn-relay-manager/internal/accounts"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/batch"
-	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/hostreg"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 )
 
@@ -27,17 +27,11 @@ const MaxBodyBytes = 32 << 20
 // bodyTooLarge is the message of the 413 answer: it names the limit.
 var bodyTooLarge = fmt.Sprintf("the request body is larger than the limit of %d MiB (%d bytes)", MaxBodyBytes>>20, MaxBodyBytes)
 
-// HostProber fills a host's version, profile and status by asking the host (read-only).
-type HostProber interface {
-	ProbeHost(ctx context.Context, h *store.Host) error
-}
-
 // Server holds the API's dependencies.
 type Server struct {
 	Store   *store.Store
 	Batches *batch.Service
-	Box     *secret.Box // seals the admin credentials of a registered host
-	Prober  HostProber
+	Hosts   *hostreg.Service
 	Token   string
 	Log     *slog.Logger
 	// Ready reports extra readiness (queue reachable); nil = always ready.
@@ -45,6 +39,8 @@ type Server struct {
 	// Accounts is the service of the work after the import (settings, webhooks, runs,
 	// undo).
 	Accounts *accounts.Service
+	// Metrics counts every request the app serves (nil: none counted).
+	Metrics RequestObserver
 }
 
 // APIError is the JSON error body: {"error":{"code","message","field"}}.
@@ -84,7 +80,10 @@ func (s *Server) Mount(app *fiber.App) {
 	v1.Post("/hosts", s.createHost)
 	v1.Get("/hosts", s.listHosts)
 	v1.Get("/hosts/:id", s.getHost)
+	v1.Patch("/hosts/:id", s.updateHost)
+	v1.Delete("/hosts/:id", s.deleteHost)
 	v1.Post("/hosts/:id/probe", s.probeHost)
+	v1.Post("/hosts/:id/test", s.testHost)
 	v1.Post("/batches", s.submitBatch)
 	v1.Get("/batches", s.listBatches)
 	v1.Get("/batches/:id", s.getBatch)

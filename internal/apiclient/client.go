@@ -202,6 +202,43 @@ func (c *Client) ProbeHost(ctx context.Context, id string, out any) (json.RawMes
 	return c.Do(ctx, http.MethodPost, "/api/v1/hosts/"+url.PathEscape(id)+"/probe", nil, nil, out)
 }
 
+// HostChange changes a host's settings (PATCH /api/v1/hosts/{id}) or names the settings
+// to test (POST /api/v1/hosts/{id}/test); empty fields keep the stored value.
+type HostChange struct {
+	Name          string `json:"name,omitempty"`
+	AdminURL      string `json:"admin_url,omitempty"`
+	PublicURL     string `json:"public_url,omitempty"`
+	AdminAPIKey   string `json:"admin_api_key,omitempty"`
+	AdminEmail    string `json:"admin_email,omitempty"`
+	AdminPassword string `json:"admin_password,omitempty"`
+}
+
+// UpdateHost changes a host's settings; new URLs or credentials are checked against the
+// host before the API saves them.
+func (c *Client) UpdateHost(ctx context.Context, id string, ch HostChange, out any) (json.RawMessage, error) {
+	return c.Do(ctx, http.MethodPatch, "/api/v1/hosts/"+url.PathEscape(id), nil, ch, out)
+}
+
+// TestHost tests the connection to a host with its stored settings (ch empty) or with ch
+// applied to them; nothing is saved.
+func (c *Client) TestHost(ctx context.Context, id string, ch HostChange, out any) (json.RawMessage, error) {
+	var in any
+	if ch != (HostChange{}) {
+		in = ch
+	}
+	return c.Do(ctx, http.MethodPost, "/api/v1/hosts/"+url.PathEscape(id)+"/test", nil, in, out)
+}
+
+// DeleteHost deletes a host; forget also forgets the ledger's objects on it (they stay on
+// the host, unmanaged).
+func (c *Client) DeleteHost(ctx context.Context, id string, forget bool, out any) (json.RawMessage, error) {
+	var q url.Values
+	if forget {
+		q = url.Values{"forget": {"true"}}
+	}
+	return c.Do(ctx, http.MethodDelete, "/api/v1/hosts/"+url.PathEscape(id), q, nil, out)
+}
+
 // ResolveHost turns a host ID or name (exact, then case-insensitive) into an ID.
 func (c *Client) ResolveHost(ctx context.Context, ref string) (string, error) {
 	var p struct {

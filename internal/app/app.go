@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -23,6 +25,7 @@ import (
 	"github.com/cn-relay-manager/cn-relay-manager/internal/config"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/egress"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/evidence"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/hostreg"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/limit"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/metrics"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/pipeline"
@@ -83,6 +86,15 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		a.Store.Close()
 		return nil, err
 	}
+	if err := checkMasterKey(ctx, a.Store, a.Box, created, log); err != nil {
+		a.Store.Close()
+		if created {
+			// A key generated for a database sealed with another one must not stay behind
+			// as if it were this data directory's key.
+			_ = os.Remove(filepath.Join(cfg.DataDir, "master.key"))
+		}
+		return nil, err
+	}
 	if cfg.Embedded() {
 		a.startEmbeddedRedis()
 		log.Warn("CRM_REDIS_URL (and CRM_REDIS_ADDR) is empty: running all-in-one with an in-memory queue; it is lost on exit and the recovery sweep rebuilds it from the database on the next start")
@@ -108,6 +120,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 			HostConcurrency: cfg.HostConcurrency, UpstreamConcurrency: cfg.UpstreamConcurrency,
 			HostTimeout: cfg.HostTimeout,
 		},
+	}
+	var providers []string
+	for _, p := range a.Catalog.Providers() {
+		providers = append(providers, p.ID)
+	}
+	a.Metrics.SetProviders(providers)
+	a.Engine.Events = func(ev pipeline.StepEvent) {
+		a.Metrics.ObserveStepResult(ev.Step, ev.Outcome, ev.Class, ev.Provider, ev.Host)
 	}
 	if rc, ok := a.Conn.MakeRedisClient().(redis.UniversalClient); ok {
 		a.limitRedis = rc
@@ -177,10 +197,15 @@ func (a *App) Batches() *batch.Service {
 		Egress: egress.Policy{AllowPrivate: a.Cfg.AllowPrivateUpstreams}}
 }
 
+// Hosts returns the host service bound to this process's store, secret box and prober.
+func (a *App) Hosts() *hostreg.Service {
+	return &hostreg.Service{Store: a.Store, Box: a.Box, Prober: a.Engine}
+}
+
 // APIServer returns the REST API bound to this process's store and batch service.
 func (a *App) APIServer(token string) *api.Server {
-	return &api.Server{Store: a.Store, Batches: a.Batches(), Box: a.Box, Prober: a.Engine,
-		Token: token, Log: a.Log, Ready: a.PingQueue, Accounts: a.Accounts()}
+	return &api.Server{Store: a.Store, Batches: a.Batches(), Hosts: a.Hosts(),
+		Token: token, Log: a.Log, Ready: a.PingQueue, Metrics: a.Metrics, Accounts: a.Accounts()}
 }
 
 // RunWorker serves the queue and runs the recovery sweep until ctx ends, then shuts down

@@ -18,7 +18,7 @@ import (
 func (a *App) HTTPApp(token string) (*fiber.App, io.Closer) {
 	srv := a.APIServer(token)
 	app := srv.NewApp()
-	pages := &web.Handler{Store: a.Store, Actions: srv.Batches, Token: token, Log: a.Log, Accounts: srv.Accounts}
+	pages := &web.Handler{Store: a.Store, Actions: srv.Batches, Hosts: srv.Hosts, Token: token, Log: a.Log, Accounts: srv.Accounts}
 	pages.Mount(app)
 	// Payloads in the queue are IDs only, so asynqmon shows nothing secret.
 	mon := asynqmon.New(asynqmon.Options{RootPath: "/monitoring", RedisConnOpt: a.Conn})

@@ -59,4 +59,22 @@ func TestEveryRouteRefusesAnonymous(t *testing.T) {
 		t.Fatalf("crawled only %d routes", checked)
 	}
 	t.Logf("%d routes refuse anonymous requests", checked)
+
+	// Those requests are counted by route pattern, never by path.
+	req := httptest.NewRequest("GET", "/metrics", nil)
+	req.Header.Set("Authorization", "Bearer http-test-token-0123456789")
+	resp, err := app.Test(req, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{`crm_http_requests_total{method="GET",route="/batches/:id",status_class="3xx"}`,
+		`crm_http_requests_total{method="PATCH",route="/api/v1",status_class="4xx"}`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if strings.Contains(string(body), `route="/batches/x"`) {
+		t.Error("a request path became a label")
+	}
 }

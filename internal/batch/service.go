@@ -142,7 +142,7 @@ func (s *Service) build(h *store.Host, req *Request) (*store.Batch, []*store.Ite
 			return nil, nil, nil, err
 		}
 		if j, dup := seen[it.KeyFingerprint]; dup && !req.Force {
-			return nil, nil, nil, badField(fmt.Sprintf("items[%d].api_key", i), fmt.Sprintf("the same key is already item %d of this batch", j))
+			return nil, nil, nil, badField(fmt.Sprintf("items[%d].api_key", i), fmt.Sprintf("item %d: the same key is already item %d of this batch", i+1, j+1))
 		}
 		seen[it.KeyFingerprint] = i
 		items = append(items, it)
@@ -153,21 +153,25 @@ func (s *Service) build(h *store.Host, req *Request) (*store.Batch, []*store.Ite
 
 // buildItem validates one item and interprets its pasted base URL, key and hint the way the
 // import step will (normalise, detect), so that a line the product cannot answer is refused
-// here with a reason the operator can act on. It returns the interpretation's notes.
+// here with a reason the operator can act on. It returns the interpretation's notes. The
+// field is the request's path (items[3].base_url, 0-based); the message counts items from
+// 1, as the operator does ("item 4: …").
 func (s *Service) buildItem(i int, in Item) (*store.Item, []string, error) {
-	field := func(f string) string { return fmt.Sprintf("items[%d].%s", i, f) }
+	refuse := func(f, msg string) error {
+		return badField(fmt.Sprintf("items[%d].%s", i, f), fmt.Sprintf("item %d: %s", i+1, msg))
+	}
 	if fe := request.CheckItem(in); fe != nil {
-		return nil, nil, badField(field(fe.Field), fe.Message)
+		return nil, nil, refuse(fe.Field, fe.Message)
 	}
 	key := strings.TrimSpace(in.APIKey)
 	ip := s.Catalog.Interpret(catalog.Input{BaseURL: in.BaseURL, APIKey: key, Hint: in.Provider})
 	if ip.Refusal != "" {
-		return nil, nil, badField(field("base_url"), ip.Refusal)
+		return nil, nil, refuse("base_url", ip.Refusal)
 	}
 	norm := ip.URL
 	if s.Egress != nil {
 		if err := s.Egress.CheckURL(norm.BaseURL); err != nil {
-			return nil, nil, badField(field("base_url"), err.Error())
+			return nil, nil, refuse("base_url", err.Error())
 		}
 	}
 	models := append([]string{}, in.Models...)

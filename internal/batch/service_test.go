@@ -74,23 +74,26 @@ func TestSubmitNamesTheField(t *testing.T) {
 	for _, c := range []struct {
 		req   Request
 		field string
+		msg   string // a part of the message, when it matters
 	}{
-		{Request{Items: []Item{ok}}, "host_id"},
-		{Request{HostID: "nope", Items: []Item{ok}}, "host_id"},
-		{Request{HostID: h.ID}, "items"},
-		{Request{HostID: h.ID, Mode: "free", Items: []Item{ok}}, "mode"},
-		{Request{HostID: h.ID, Items: []Item{ok}, Window: &Window{ScheduleS: []float64{0.5}}}, "window.schedule_s"},
-		{Request{HostID: h.ID, Items: []Item{ok}, TargetGroup: &TargetGroup{Mode: "existing"}}, "target_group.name"},
-		{Request{HostID: h.ID, Items: []Item{ok}, Account: &Account{Weight: new(int)}}, "account.weight"},
-		{Request{HostID: h.ID, Items: []Item{ok, {BaseURL: ok.BaseURL, APIKey: "two tokens"}}}, "items[1].api_key"},
-		{Request{HostID: h.ID, Items: []Item{ok, ok}}, "items[1].api_key"},
-		{Request{HostID: h.ID, Items: []Item{{BaseURL: ok.BaseURL, APIKey: key, Models: []string{"a", " "}}}}, "items[0].models[1]"},
-		{Request{HostID: h.ID, Items: []Item{ok}, IdempotencyKey: "a\x00b"}, "Idempotency-Key"},
+		{Request{Items: []Item{ok}}, "host_id", ""},
+		{Request{HostID: "nope", Items: []Item{ok}}, "host_id", ""},
+		{Request{HostID: h.ID}, "items", ""},
+		{Request{HostID: h.ID, Mode: "free", Items: []Item{ok}}, "mode", ""},
+		{Request{HostID: h.ID, Items: []Item{ok}, Window: &Window{ScheduleS: []float64{0.5}}}, "window.schedule_s", ""},
+		{Request{HostID: h.ID, Items: []Item{ok}, TargetGroup: &TargetGroup{Mode: "existing"}}, "target_group.name", ""},
+		{Request{HostID: h.ID, Items: []Item{ok}, Account: &Account{Weight: new(int)}}, "account.weight", ""},
+		// Fields are paths into the request (0-based); messages count items from 1.
+		{Request{HostID: h.ID, Items: []Item{ok, {BaseURL: ok.BaseURL, APIKey: "two tokens"}}}, "items[1].api_key", "item 2: api_key must be one token"},
+		{Request{HostID: h.ID, Items: []Item{ok, ok}}, "items[1].api_key", "item 2: the same key is already item 1 of this batch"},
+		{Request{HostID: h.ID, Items: []Item{{BaseURL: ok.BaseURL, APIKey: key, Models: []string{"a", " "}}}}, "items[0].models[1]", "item 1: "},
+		{Request{HostID: h.ID, Items: []Item{ok, {BaseURL: "ftp://x", APIKey: key + "2"}}}, "items[1].base_url", "item 2: "},
+		{Request{HostID: h.ID, Items: []Item{ok}, IdempotencyKey: "a\x00b"}, "Idempotency-Key", ""},
 	} {
 		_, err := s.Submit(ctx, c.req)
 		var fe *FieldError
-		if !errors.As(err, &fe) || fe.Field != c.field || fe.Message == "" {
-			t.Errorf("%+v: %v, want a FieldError on %s", c.req, err, c.field)
+		if !errors.As(err, &fe) || fe.Field != c.field || fe.Message == "" || !strings.Contains(fe.Message, c.msg) {
+			t.Errorf("%+v: %v, want a FieldError on %s saying %q", c.req, err, c.field, c.msg)
 		}
 	}
 	if q.items != 0 {

@@ -160,6 +160,16 @@ func startDemo(t *testing.T) *demoRun {
 	return r
 }
 
+// writeShot writes a screenshot into dir.
+func writeShot(t *testing.T, dir, name string, png []byte) {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s (%d bytes)", p, len(png))
+}
+
 // batchRow is one row of the batch list, as the browser shows it.
 type batchRow struct {
 	Name        string `json:"name"`
@@ -266,11 +276,7 @@ func TestBatchPagesInChromium(t *testing.T) {
 		t.Helper()
 		png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100)) // quality 100 = PNG
 		must("screenshot "+name, err)
-		p := filepath.Join(shots, name)
-		if err := os.WriteFile(p, png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("screenshot: %s (%d bytes)", p, len(png))
+		writeShot(t, shots, name, png)
 	}
 
 	// Log in: the form posts the token and redirects to the batch list.

@@ -44,7 +44,7 @@ func (e *env) batchShow(fs *flag.FlagSet) func(pos []string) error {
 		}
 		kv("batch", b.ID)
 		kv("name", b.Name)
-		kv("host", b.HostID)
+		kv("host", e.hostName(b.HostID))
 		mode := b.Mode
 		if b.DryRun {
 			mode += " (dry run)"
@@ -119,8 +119,8 @@ func (e *env) showItem(batchID, ref string, evidence bool) error {
 			fmt.Fprintf(tw, "%s:\t%s\n", k, oneLine(v))
 		}
 	}
-	kv("item", fmt.Sprintf("#%d %s", it.Index+1, it.ID))
-	kv("name", it.Name)
+	kv("item", fmt.Sprintf("#%d %s", it.Index+1, oneLine(it.Name)))
+	kv("id", it.ID)
 	kv("provider", itemProvider(it))
 	if it.DetectedBy != "" {
 		kv("detected by", it.DetectedBy)

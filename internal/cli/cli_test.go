@@ -366,7 +366,7 @@ func TestShowItemByNumber(t *testing.T) {
 				"evidence": []map[string]any{{"target": "host", "method": "POST", "path": "/api/v1/admin/accounts", "status": 503, "latency_ms": 12, "preview": "busy"}}}}}
 	})
 	r := f.run(t, "", "batch", "show", "b-1", "--item", "1", "--evidence")
-	for _, s := range []string{"name:", "good", "sk-aaa...0001", "warnings:", "w1", "attempts (1):", "import", "retry", "1.5s", "503 warm-up", "POST /api/v1/admin/accounts → 503", "busy"} {
+	for _, s := range []string{"item:      #1 good", "id:        i-1", "sk-aaa...0001", "warnings:", "w1", "attempts (1):", "import", "retry", "1.5s", "503 warm-up", "POST /api/v1/admin/accounts → 503", "busy"} {
 		if !strings.Contains(r.stdout, s) {
 			t.Errorf("missing %q in\n%s", s, r.stdout)
 		}

@@ -169,3 +169,17 @@ func listHosts(ctx context.Context, c *apiclient.Client) ([]hostView, json.RawMe
 	raw, err := c.ListHosts(ctx, &p)
 	return p.Items, raw, err
 }
+
+// hostName is the name of the host with this ID, or the ID when the hosts cannot be
+// listed (or the host is gone).
+func (e *env) hostName(id string) string {
+	hosts, _, err := listHosts(e.ctx, e.client)
+	if err == nil {
+		for _, h := range hosts {
+			if h.ID == id {
+				return h.Name
+			}
+		}
+	}
+	return id
+}

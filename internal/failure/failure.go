@@ -28,13 +28,18 @@ const (
 	// policy refuses the upstream base URL); an administrator of the host must change them.
 	HostPolicy          Class = "host_policy"
 	ConfirmationTimeout Class = "confirmation_timeout"
-	Internal            Class = "internal"
+	// MasterKeyMismatch: a secret stored for the item (its upstream key, or its host's
+	// admin credentials) cannot be opened with this process's CRM_MASTER_KEY: the process
+	// runs with another master key than the one the secret was sealed with. Retrying
+	// cannot help until the process runs with the right key.
+	MasterKeyMismatch Class = "master_key_mismatch"
+	Internal          Class = "internal"
 )
 
 // All lists every class, for validation and documentation.
 var All = []Class{InvalidKey, KeyBanned, NoQuota, RateLimited, RegionBlocked, ModelNotFound,
 	UpstreamUnreachable, UpstreamIncompatible, HostRejected, HostCompatibilityGap, HostPolicy,
-	ConfirmationTimeout, Internal}
+	ConfirmationTimeout, MasterKeyMismatch, Internal}
 
 // Error is an error with a failure class. Retryable says whether trying the same step
 // again later can succeed (rate limits, network trouble); RetryAfter is the server's hint.

@@ -1,14 +1,19 @@
 // Package metrics holds the process's Prometheus metrics on a private registry (never the
-// global default one): item states and failure classes read from the database at scrape
-// time, step durations observed by the job handlers, host/upstream HTTP call latency and
-// status classes observed through the evidence hook, and queue depth read from asynq at
-// scrape time. A process builds one set (internal/app) and hands it to whoever records. No label ever carries a secret, a URL, a key or a body: labels are fixed
-// vocabularies (state, step, outcome, target, status class, failure class, queue state).
+// global default one). State counts are gauges read from the database at scrape time
+// (items by state, by provider, by host, failed items by class); events are counters
+// recorded as they happen (step results and failures, API and page requests, host and
+// upstream calls); step and request durations are histograms; queue depth is read from
+// asynq at scrape time. A process builds one set (internal/app) and hands it to whoever
+// records. No label ever carries a secret, a URL path with IDs, a key or a body: labels
+// are fixed vocabularies (state, step, outcome, target, status class, failure class,
+// queue state, route pattern, method), the catalog's provider IDs (anything else is
+// "other") and the names of at most MaxHosts registered hosts (the rest are "other").
 package metrics
 
 import (
 	"context"
 	"net/http"
+	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -24,17 +29,19 @@ import (
 
 // ItemSource reports database-derived numbers at scrape time.
 type ItemSource interface {
-	// ItemCounts returns the number of items per status.
-	ItemCounts(ctx context.Context) (map[string]int, error)
-	// FailureCounts returns the number of attempts per failure class (attempts are
-	// append-only, so the numbers only grow).
-	FailureCounts(ctx context.Context) (map[string]int, error)
+	// ItemBreakdown counts items by host name, provider, status and failure class.
+	ItemBreakdown(ctx context.Context) ([]store.ItemGroup, error)
 }
 
 // QueueInspector is the part of *asynq.Inspector the queue-depth collector needs.
 type QueueInspector interface {
 	GetQueueInfo(queue string) (*asynq.QueueInfo, error)
 }
+
+// MaxHosts bounds the host label: the first MaxHosts host names (sorted) are themselves,
+// any further one is "other". Hosts are few; the bound keeps a mistake from exploding the
+// series count.
+const MaxHosts = 50
 
 // Step outcomes as seen by the job handler.
 const (
@@ -53,13 +60,19 @@ type Metrics struct {
 	Registry *prometheus.Registry
 
 	stepDuration   *prometheus.HistogramVec
+	stepResults    *prometheus.CounterVec
+	stepFailures   *prometheus.CounterVec
 	clientRequests *prometheus.CounterVec
 	clientDuration *prometheus.HistogramVec
+	httpRequests   *prometheus.CounterVec
+	httpDuration   *prometheus.HistogramVec
 
-	mu     sync.RWMutex
-	items  ItemSource
-	queue  QueueInspector
-	queues []string
+	mu        sync.RWMutex
+	items     ItemSource
+	queue     QueueInspector
+	queues    []string
+	providers map[string]bool // the catalog's provider IDs; nil: every provider is "other"
+	hosts     map[string]bool // host names given a label of their own (at most MaxHosts)
 }
 
 // New returns a fresh set of metrics with Go and process collectors on a new registry.
@@ -80,9 +93,28 @@ func New() *Metrics {
 			Help:    "Latency of HTTP calls made to sub2api hosts and upstream providers, by target.",
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}, []string{"target"}),
+		stepResults: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "crm_step_results_total",
+			Help: "Item step attempts recorded, by step, attempt outcome (ok, waiting, retry, advisory, failed) and provider.",
+		}, []string{"step", "outcome", "provider"}),
+		stepFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "crm_step_failures_total",
+			Help: "Item step attempts that recorded a failure class, by class, provider and host.",
+		}, []string{"class", "provider", "host"}),
+		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "crm_http_requests_total",
+			Help: "Requests served (REST API, pages, monitoring), by method, route pattern (unmatched: no route) and status class.",
+		}, []string{"method", "route", "status_class"}),
+		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "crm_http_request_duration_seconds",
+			Help:    "Time to serve a request, by method and route pattern.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"method", "route"}),
 		queues: []string{"default"},
+		hosts:  map[string]bool{},
 	}
-	m.Registry.MustRegister(m.stepDuration, m.clientRequests, m.clientDuration, &scrapeCollector{m: m},
+	m.Registry.MustRegister(m.stepDuration, m.stepResults, m.stepFailures, m.clientRequests, m.clientDuration,
+		m.httpRequests, m.httpDuration, &scrapeCollector{m: m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -96,6 +128,79 @@ func (m *Metrics) SetSources(items ItemSource, queue QueueInspector, queues ...s
 	if len(queues) > 0 {
 		m.queues = append([]string(nil), queues...)
 	}
+}
+
+// SetProviders names the providers that get a label of their own (the catalog's IDs);
+// any other provider is counted as "other", an undetected one as "unknown".
+func (m *Metrics) SetProviders(ids []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.providers = make(map[string]bool, len(ids))
+	for _, id := range ids {
+		m.providers[id] = true
+	}
+}
+
+// provider is the bounded provider label.
+func (m *Metrics) provider(p string) string {
+	if p == "" {
+		return "unknown"
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.providers[p] {
+		return p
+	}
+	return "other"
+}
+
+// host is the bounded host label of a counter: a name keeps its own label once given one,
+// new names get one while fewer than MaxHosts have.
+func (m *Metrics) host(name string) string {
+	if name == "" {
+		return "unknown"
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.hosts[name] {
+		return name
+	}
+	if len(m.hosts) < MaxHosts {
+		m.hosts[name] = true
+		return name
+	}
+	return "other"
+}
+
+// ObserveStepResult records the attempt one item step recorded: its outcome, and its
+// failure class when it failed. A nil set records nothing.
+func (m *Metrics) ObserveStepResult(step, outcome, class, provider, host string) {
+	if m == nil {
+		return
+	}
+	prov := m.provider(provider)
+	m.stepResults.WithLabelValues(step, outcome, prov).Inc()
+	if class != "" {
+		m.stepFailures.WithLabelValues(class, prov, m.host(host)).Inc()
+	}
+}
+
+// ObserveRequest records one served request. route is the matched route pattern
+// (/api/v1/batches/:id), never the path; "" counts as unmatched.
+func (m *Metrics) ObserveRequest(method, route string, status int, d time.Duration) {
+	if m == nil {
+		return
+	}
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions:
+	default:
+		method = "other"
+	}
+	if route == "" {
+		route = "unmatched"
+	}
+	m.httpRequests.WithLabelValues(method, route, StatusClass(status, false)).Inc()
+	m.httpDuration.WithLabelValues(method, route).Observe(d.Seconds())
 }
 
 // ObserveStep records one run of an item step (or of a batch-level task). A nil set
@@ -143,10 +248,12 @@ func (m *Metrics) Handler() http.Handler {
 }
 
 var (
-	itemsDesc    = prometheus.NewDesc("crm_items", "Items by state, read from the database at scrape time.", []string{"state"}, nil)
-	failuresDesc = prometheus.NewDesc("crm_failures_total", "Step attempts that recorded a failure class, by class, read from the database at scrape time.", []string{"class"}, nil)
-	queueDesc    = prometheus.NewDesc("crm_queue_depth", "Tasks in the asynq queue by task state, read from Redis at scrape time.", []string{"queue", "state"}, nil)
-	sourceUpDesc = prometheus.NewDesc("crm_scrape_source_up", "1 when the scrape-time read of a source (store, queue) succeeded, else 0.", []string{"source"}, nil)
+	itemsDesc           = prometheus.NewDesc("crm_items", "Items by state, read from the database at scrape time.", []string{"state"}, nil)
+	itemsByProviderDesc = prometheus.NewDesc("crm_items_by_provider", "Items by provider and state, read from the database at scrape time (only combinations that hold items).", []string{"provider", "state"}, nil)
+	itemsByHostDesc     = prometheus.NewDesc("crm_items_by_host", "Items by host name and state, read from the database at scrape time (only combinations that hold items).", []string{"host", "state"}, nil)
+	failedItemsDesc     = prometheus.NewDesc("crm_failed_items", "Items now failed, by failure class and provider, read from the database at scrape time.", []string{"class", "provider"}, nil)
+	queueDesc           = prometheus.NewDesc("crm_queue_depth", "Tasks in the asynq queue by task state, read from Redis at scrape time.", []string{"queue", "state"}, nil)
+	sourceUpDesc        = prometheus.NewDesc("crm_scrape_source_up", "1 when the scrape-time read of a source (store, queue) succeeded, else 0.", []string{"source"}, nil)
 )
 
 // AllItemStates is every item status, reported even when no item is in it.
@@ -159,10 +266,14 @@ type scrapeCollector struct{ m *Metrics }
 
 func (c *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- itemsDesc
-	ch <- failuresDesc
+	ch <- itemsByProviderDesc
+	ch <- itemsByHostDesc
+	ch <- failedItemsDesc
 	ch <- queueDesc
 	ch <- sourceUpDesc
 }
+
+type pair struct{ a, b string }
 
 func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 	c.m.mu.RLock()
@@ -172,26 +283,10 @@ func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 		ctx, cancel := context.WithTimeout(context.Background(), ScrapeTimeout)
 		defer cancel()
 		up := 1.0
-		if counts, err := items.ItemCounts(ctx); err != nil {
+		if groups, err := items.ItemBreakdown(ctx); err != nil {
 			up = 0
 		} else {
-			seen := map[string]bool{}
-			for _, s := range AllItemStates {
-				seen[s] = true
-				ch <- prometheus.MustNewConstMetric(itemsDesc, prometheus.GaugeValue, float64(counts[s]), s)
-			}
-			for s, n := range counts {
-				if !seen[s] {
-					ch <- prometheus.MustNewConstMetric(itemsDesc, prometheus.GaugeValue, float64(n), s)
-				}
-			}
-		}
-		if counts, err := items.FailureCounts(ctx); err != nil {
-			up = 0
-		} else {
-			for class, n := range counts {
-				ch <- prometheus.MustNewConstMetric(failuresDesc, prometheus.CounterValue, float64(n), class)
-			}
+			c.collectItems(ch, groups)
 		}
 		ch <- prometheus.MustNewConstMetric(sourceUpDesc, prometheus.GaugeValue, up, "store")
 	}
@@ -217,5 +312,54 @@ func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 		ch <- prometheus.MustNewConstMetric(sourceUpDesc, prometheus.GaugeValue, up, "queue")
+	}
+}
+
+// collectItems turns the breakdown into the state gauges, with bounded labels.
+func (c *scrapeCollector) collectItems(ch chan<- prometheus.Metric, groups []store.ItemGroup) {
+	names := map[string]bool{}
+	for _, g := range groups {
+		names[g.Host] = true
+	}
+	sorted := make([]string, 0, len(names))
+	for n := range names {
+		sorted = append(sorted, n)
+	}
+	sort.Strings(sorted)
+	own := map[string]bool{}
+	for i, n := range sorted {
+		own[n] = i < MaxHosts
+	}
+	byState, byProvider, byHost, failed := map[string]int{}, map[pair]int{}, map[pair]int{}, map[pair]int{}
+	for _, g := range groups {
+		prov, host := c.m.provider(g.Provider), g.Host
+		if !own[host] {
+			host = "other"
+		}
+		byState[g.Status] += g.N
+		byProvider[pair{prov, g.Status}] += g.N
+		byHost[pair{host, g.Status}] += g.N
+		if g.Status == store.ItemFailed && g.Class != "" {
+			failed[pair{g.Class, prov}] += g.N
+		}
+	}
+	seen := map[string]bool{}
+	for _, s := range AllItemStates {
+		seen[s] = true
+		ch <- prometheus.MustNewConstMetric(itemsDesc, prometheus.GaugeValue, float64(byState[s]), s)
+	}
+	for s, n := range byState {
+		if !seen[s] {
+			ch <- prometheus.MustNewConstMetric(itemsDesc, prometheus.GaugeValue, float64(n), s)
+		}
+	}
+	for k, n := range byProvider {
+		ch <- prometheus.MustNewConstMetric(itemsByProviderDesc, prometheus.GaugeValue, float64(n), k.a, k.b)
+	}
+	for k, n := range byHost {
+		ch <- prometheus.MustNewConstMetric(itemsByHostDesc, prometheus.GaugeValue, float64(n), k.a, k.b)
+	}
+	for k, n := range failed {
+		ch <- prometheus.MustNewConstMetric(failedItemsDesc, prometheus.GaugeValue, float64(n), k.a, k.b)
 	}
 }

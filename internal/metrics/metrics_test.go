@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http/httptest"
@@ -95,7 +96,7 @@ func TestExpositionAfterActivity(t *testing.T) {
 		t.Fatal(err)
 	}
 	seq := it.Seq
-	it.Status, it.FailureClass = store.ItemFailed, "rate_limited"
+	it.Status, it.FailureClass, it.Provider = store.ItemFailed, "rate_limited", "deepseek"
 	now := time.Now()
 	if err := st.CompleteStep(ctx, it, seq, &store.Attempt{Step: step.Import, Seq: seq, Number: 1, Outcome: store.OutcomeFailed,
 		FailureClass: "rate_limited", StartedAt: now, FinishedAt: now}); err != nil {
@@ -107,6 +108,7 @@ func TestExpositionAfterActivity(t *testing.T) {
 	insp := asynq.NewInspector(conn)
 	defer insp.Close()
 	m := metrics.New()
+	m.SetProviders([]string{"deepseek", "kimi"})
 	t.Cleanup(func() { evidence.SetObserver(nil) })
 	evidence.SetObserver(m.ObserveExchange)
 	m.SetSources(st, insp)
@@ -136,12 +138,29 @@ func TestExpositionAfterActivity(t *testing.T) {
 		_ = mux.ProcessTask(ctx, asynq.NewTask(step.Import, p))
 	}
 
+	// Step results as the engine reports them, and requests as the API middleware does.
+	m.ObserveStepResult(step.Import, store.OutcomeFailed, "rate_limited", "deepseek", "h")
+	m.ObserveStepResult(step.Import, store.OutcomeOK, "", "some-unknown-relay", "h")
+	m.ObserveRequest("GET", "/api/v1/batches/:id", 200, 3*time.Millisecond)
+	m.ObserveRequest("BREW", "", 404, time.Millisecond)
+
 	body := scrape(t, m)
 	wantLines(t, body,
+		`# TYPE crm_items gauge`,
 		`crm_items{state="submitted"} 1`,
 		`crm_items{state="failed"} 1`,
 		`crm_items{state="ready"} 0`,
-		`crm_failures_total{class="rate_limited"} 1`,
+		`crm_items_by_provider{provider="deepseek",state="failed"} 1`,
+		`crm_items_by_provider{provider="unknown",state="submitted"} 1`,
+		`crm_items_by_host{host="h",state="failed"} 1`,
+		`# TYPE crm_failed_items gauge`,
+		`crm_failed_items{class="rate_limited",provider="deepseek"} 1`,
+		`# TYPE crm_step_failures_total counter`,
+		`crm_step_failures_total{class="rate_limited",host="h",provider="deepseek"} 1`,
+		`crm_step_results_total{outcome="ok",provider="other",step="import"} 1`,
+		`crm_http_requests_total{method="GET",route="/api/v1/batches/:id",status_class="2xx"} 1`,
+		`crm_http_requests_total{method="other",route="unmatched",status_class="4xx"} 1`,
+		`crm_http_request_duration_seconds_count{method="GET",route="/api/v1/batches/:id"} 1`,
 		`crm_queue_depth{queue="default",state="pending"} 1`,
 		`crm_queue_depth{queue="default",state="scheduled"} 1`,
 		`crm_scrape_source_up{source="store"} 1`,
@@ -187,3 +206,66 @@ func TestStatusClass(t *testing.T) {
 		}
 	}
 }
+
+// State counts are gauges and every *_total family is a counter: a value read from the
+// database at scrape time, which may go down (a host forgotten, a batch retried), is
+// never typed as a counter.
+func TestGaugesForStatesCountersForEvents(t *testing.T) {
+	m := metrics.New()
+	m.ObserveStepResult("import", "failed", "invalid_key", "deepseek", "h")
+	m.ObserveRequest("GET", "/healthz", 200, time.Millisecond)
+	m.ObserveStep("import", metrics.OutcomeFinished, time.Second)
+	m.SetSources(breakdown{{Host: "h", Provider: "deepseek", Status: store.ItemFailed, Class: "invalid_key", N: 2}}, nil)
+	fams, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gauges := map[string]bool{"crm_items": true, "crm_items_by_provider": true, "crm_items_by_host": true, "crm_failed_items": true}
+	seen := 0
+	for _, f := range fams {
+		name, typ := f.GetName(), f.GetType().String()
+		switch {
+		case gauges[name]:
+			seen++
+			if typ != "GAUGE" {
+				t.Errorf("%s is a %s, want a gauge", name, typ)
+			}
+		case strings.HasSuffix(name, "_total") && strings.HasPrefix(name, "crm_") && typ != "COUNTER":
+			t.Errorf("%s is a %s, want a counter", name, typ)
+		}
+	}
+	if seen != len(gauges) {
+		t.Errorf("found %d of the %d state gauges", seen, len(gauges))
+	}
+}
+
+// Provider labels are the catalog's IDs, host labels at most MaxHosts names: a stream of
+// new names cannot grow the series without bound.
+func TestLabelsAreBounded(t *testing.T) {
+	m := metrics.New()
+	m.SetProviders([]string{"deepseek"})
+	var groups breakdown
+	for i := 0; i < metrics.MaxHosts+20; i++ {
+		name := fmt.Sprintf("host-%03d", i)
+		m.ObserveStepResult("import", "failed", "invalid_key", fmt.Sprintf("relay-%d", i), name)
+		groups = append(groups, store.ItemGroup{Host: name, Provider: fmt.Sprintf("made-up-%d", i), Status: store.ItemReady, N: 1})
+	}
+	m.SetSources(groups, nil)
+	body := scrape(t, m)
+	if n := strings.Count(body, "crm_step_failures_total{"); n != metrics.MaxHosts+1 {
+		t.Errorf("%d failure series for %d hosts, want %d (the rest is other)", n, metrics.MaxHosts+20, metrics.MaxHosts+1)
+	}
+	if n := strings.Count(body, "crm_items_by_host{"); n != metrics.MaxHosts+1 {
+		t.Errorf("%d host series, want %d", n, metrics.MaxHosts+1)
+	}
+	wantLines(t, body, `crm_items_by_host{host="other",state="ready"} 20`, `crm_items_by_provider{provider="other",state="ready"} 70`,
+		`crm_step_failures_total{class="invalid_key",host="other",provider="other"} 20`)
+	if strings.Contains(body, "relay-") || strings.Contains(body, "made-up-") {
+		t.Error("a provider outside the catalog got its own label")
+	}
+}
+
+// breakdown is a fixed ItemSource.
+type breakdown []store.ItemGroup
+
+func (b breakdown) ItemBreakdown(context.Context) ([]store.ItemGroup, error) { return b, nil }

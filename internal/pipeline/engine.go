@@ -72,6 +72,8 @@ type Engine struct {
 	Prober   Prober
 	Settings Settings
 	Limiter  Limiter // nil = no cross-process caps
+	// Events, when set, is told of every step result stored (the metrics' counters).
+	Events func(StepEvent)
 	// NewHostClient builds a client for a registered host; nil uses host.New.
 	NewHostClient func(h *store.Host, cfg host.Config) HostClient
 	Now           func() time.Time
@@ -129,6 +131,9 @@ func (e *Engine) Run(ctx context.Context, name, itemID string, seq int) (Decisio
 		return Decision{}, nil
 	}
 	sc, err := e.load(ctx, it)
+	if res, ok := unreadable(err); ok && sc != nil {
+		return e.persistAndTell(ctx, sc, name, seq, e.now(), res, &evidence.Recorder{})
+	}
 	if err != nil {
 		return Decision{}, err
 	}
@@ -159,7 +164,7 @@ func (e *Engine) Run(ctx context.Context, name, itemID string, seq int) (Decisio
 		// recovery sweep runs the step again.
 		return Decision{}, fmt.Errorf("step %s for item %s interrupted: %w", name, itemID, ctx.Err())
 	}
-	return e.persist(ctx, sc, name, seq, started, res, rec)
+	return e.persistAndTell(ctx, sc, name, seq, started, res, rec)
 }
 
 func (e *Engine) persist(ctx context.Context, sc *stepContext, step string, seq int, started time.Time, res result, rec *evidence.Recorder) (Decision, error) {
@@ -225,19 +230,19 @@ func (e *Engine) load(ctx context.Context, it *store.Item) (*stepContext, error)
 	if err != nil {
 		return nil, fmt.Errorf("load host of item %s: %w", it.ID, err)
 	}
-	key, err := e.Box.Open(it.APIKeyEnc)
-	if err != nil {
-		return nil, fmt.Errorf("open key of item %s: %w", it.ID, err)
+	sc := &stepContext{item: it, batch: b, host: h}
+	if sc.apiKey, err = e.Box.Open(it.APIKeyEnc); err != nil {
+		return sc, &sealedError{what: fmt.Sprintf("the API key of item %d (%s)", it.Idx+1, it.Name), err: err}
 	}
-	client, err := e.hostClient(h)
-	if err != nil {
-		return nil, err
+	if sc.client, err = e.hostClient(h); err != nil {
+		return sc, err
 	}
 	prof, ok := host.ProfileByName(h.Profile)
 	if !ok {
 		prof, _ = host.ProfileByName("0.1.179")
 	}
-	return &stepContext{item: it, batch: b, host: h, client: client, profile: prof, apiKey: key}, nil
+	sc.profile = prof
+	return sc, nil
 }
 
 // HostConfig builds the client configuration of a registered host (secrets opened).
@@ -245,10 +250,10 @@ func HostConfig(box *secret.Box, h *store.Host) (host.Config, error) {
 	cfg := host.Config{AdminURL: h.AdminURL, PublicURL: h.PublicURL, AdminEmail: h.AdminEmail}
 	var err error
 	if cfg.AdminAPIKey, err = box.Open(h.AdminKeyEnc); err != nil {
-		return cfg, fmt.Errorf("open admin key of host %s: %w", h.Name, err)
+		return cfg, &sealedError{what: "the admin key of host " + h.Name, err: err}
 	}
 	if cfg.AdminPassword, err = box.Open(h.AdminPasswordEnc); err != nil {
-		return cfg, fmt.Errorf("open admin password of host %s: %w", h.Name, err)
+		return cfg, &sealedError{what: "the admin password of host " + h.Name, err: err}
 	}
 	return cfg, nil
 }

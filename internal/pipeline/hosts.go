@@ -16,6 +16,9 @@ const (
 	HostAuthFailed         = "auth_failed"
 	HostLoginBlocked       = "login_blocked"
 	HostUnreachable        = "unreachable"
+	// HostKeyMismatch: the host's stored admin credentials cannot be opened with this
+	// process's CRM_MASTER_KEY (another master key sealed them).
+	HostKeyMismatch = "master_key_mismatch"
 )
 
 // ProbeHost reads the host's version, profile and blocking settings without side effects
@@ -23,6 +26,10 @@ const (
 // authentication failure or a compliance lock is a status, with an actionable message.
 func (e *Engine) ProbeHost(ctx context.Context, h *store.Host) error {
 	cfg, err := HostConfig(e.Box, h)
+	if res, ok := unreadable(err); ok {
+		h.Status, h.StatusMessage = HostKeyMismatch, res.message
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -111,6 +111,7 @@ func (e *Engine) recordCapability(it *store.Item, c *upstream.Capability) {
 	it.Capability = map[string]any{
 		"models_listed": c.ModelsListed, "models": c.Models, "chat": c.Chat, "chat_model": c.ChatModel,
 		"stream": c.Stream, "tools": c.Tools, "responses": c.Responses, "anthropic": c.Anthropic, "notes": c.Notes,
+		"tested": append([]string{}, c.Tested...), // what was not tried is "not tested", not unsupported ([] not null)
 	}
 	if it.AnthropicBaseURL == "" && c.Anthropic {
 		it.AnthropicBaseURL = c.AnthropicBase // a mirror of a provider named by a hint answered there

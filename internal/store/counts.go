@@ -7,18 +7,6 @@ import (
 	"github.com/uptrace/bun"
 )
 
-// ItemCounts returns the number of items per status, over every batch (the metrics'
-// crm_items, read at scrape time).
-func (s *Store) ItemCounts(ctx context.Context) (map[string]int, error) {
-	return s.countBy(ctx, "items", "status", "")
-}
-
-// FailureCounts returns the number of attempts per (non-empty) failure class; attempts
-// are append-only, so the numbers only grow.
-func (s *Store) FailureCounts(ctx context.Context) (map[string]int, error) {
-	return s.countBy(ctx, "attempts", "failure_class", "failure_class <> ''")
-}
-
 // countBy runs one GROUP BY count of table by column, optionally filtered.
 func (s *Store) countBy(ctx context.Context, table, column, where string, args ...any) (map[string]int, error) {
 	var rows []struct {
@@ -37,4 +25,26 @@ func (s *Store) countBy(ctx context.Context, table, column, where string, args .
 		out[r.K] += r.N
 	}
 	return out, nil
+}
+
+// ItemGroup is the number of items of one host, provider, status and failure class.
+type ItemGroup struct {
+	Host     string `bun:"host"` // the host's name
+	Provider string `bun:"provider"`
+	Status   string `bun:"status"`
+	Class    string `bun:"failure_class"`
+	N        int    `bun:"n"`
+}
+
+// ItemBreakdown counts items by host (name), provider, status and failure class in one
+// GROUP BY (the metrics' state gauges, read at scrape time).
+func (s *Store) ItemBreakdown(ctx context.Context) ([]ItemGroup, error) {
+	var rows []ItemGroup
+	err := s.DB.NewSelect().TableExpr("items AS i").Join("JOIN hosts AS h ON h.id = i.host_id").
+		ColumnExpr("h.name AS host, i.provider, i.status, i.failure_class, count(*) AS n").
+		GroupExpr("h.name, i.provider, i.status, i.failure_class").Scan(ctx, &rows)
+	if err != nil {
+		return nil, fmt.Errorf("count items by host, provider and status: %w", err)
+	}
+	return rows, nil
 }

@@ -311,3 +311,33 @@ func TestProbeOnlyNonChatModelsRequested(t *testing.T) {
 		t.Errorf("resolution %+v", c.Resolution)
 	}
 }
+
+// Tested lists what the upstream answered conclusively: everything for a working key (the
+// Anthropic endpoint where the provider has one), nothing for a refused key, whose
+// capabilities are "not tested" rather than unsupported.
+func TestProbeSaysWhatItTested(t *testing.T) {
+	sim := startSim(t, upstreamsim.Options{})
+	p := upstream.NewProber(upstream.Options{Timeout: 5 * time.Second})
+	c, err := p.Probe(context.Background(), upstream.Target{BaseURL: sim.BaseURL("deepseek"), APIKey: keyOK, ProviderID: "deepseek"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prov, _ := catalog.Default().Provider("deepseek")
+	want := []string{"models_listed", "chat", "stream", "tools"}
+	if prov.Responses {
+		want = append(want, "responses")
+	}
+	if _, has := prov.AnthropicPath(); has {
+		want = append(want, "anthropic")
+	}
+	if strings.Join(c.Tested, ",") != strings.Join(want, ",") {
+		t.Errorf("tested %v, want %v", c.Tested, want)
+	}
+	c, err = p.Probe(context.Background(), upstream.Target{BaseURL: sim.BaseURL("deepseek"), APIKey: keyInvalid, ProviderID: "deepseek"})
+	if err == nil || c == nil {
+		t.Fatalf("invalid key: %v", err)
+	}
+	if len(c.Tested) != 0 {
+		t.Errorf("an invalid key tested %v", c.Tested)
+	}
+}

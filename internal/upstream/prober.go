@@ -89,6 +89,11 @@ type Capability struct {
 	Anthropic    bool   // POST {AnthropicBase}/v1/messages works
 	Resolution   catalog.Resolution
 	Notes        []string
+	// Tested names the capabilities the upstream gave a conclusive answer about
+	// (models_listed, chat, stream, tools, responses, anthropic): a false one of them is
+	// unsupported; a missing one was never tried, or its call failed for a reason the
+	// failure class names (a refused key, no quota) rather than for lack of support.
+	Tested []string
 
 	// ProviderID is the provider the probe assumed (given or detected).
 	ProviderID string
@@ -100,6 +105,8 @@ type Capability struct {
 	// "max_completion_tokens" or "max_tokens".
 	TokenParam string
 }
+
+func (c *Capability) tested(name string) { c.Tested = append(c.Tested, name) }
 
 func (c *Capability) note(format string, args ...any) {
 	c.Notes = append(c.Notes, fmt.Sprintf(format, args...))
@@ -164,8 +171,9 @@ func (p *Prober) Probe(ctx context.Context, t Target) (*Capability, error) {
 	if errors.As(err, &le) {
 		c.note("model list unavailable: %s", failureMessage(le.err))
 	} else if err != nil {
-		return c, err
+		return c, err // the key or the upstream failed: nothing was learnt about the list
 	}
+	c.tested("models_listed")
 	c.Models, c.ModelsListed = models, listed
 	c.Resolution = p.cat.ResolveModelsAt(tg.prov.ID, tg.scope, t.Models, models)
 	for _, cr := range c.Resolution.Corrections {
@@ -202,8 +210,12 @@ func (p *Prober) Probe(ctx context.Context, t Target) (*Capability, error) {
 		c.note("chat with %q: %s", m, failureMessage(err))
 	}
 	if !c.Chat {
-		return c, chatErr
+		if failure.ClassOf(chatErr) == failure.ModelNotFound {
+			c.tested("chat") // it answered: none of these models chats here
+		}
+		return c, chatErr // otherwise the failure class says why, not "unsupported"
 	}
+	c.tested("chat")
 
 	p.probeStream(ctx, tg, c)
 	p.probeTools(ctx, tg, c)

@@ -111,6 +111,7 @@ func hasChoices(body []byte) bool {
 // carries no error. Comment lines (": keep-alive", sent by DeepSeek while queued) are
 // ignored.
 func (p *Prober) probeStream(ctx context.Context, tg target, c *Capability) {
+	c.tested("stream")
 	body := chatBody(c.ChatModel, c.TokenParam, 1)
 	body["stream"] = true
 	body["stream_options"] = map[string]bool{"include_usage": true}
@@ -166,6 +167,7 @@ func sseData(body []byte) (int, string) {
 // probeTools sends one function tool; acceptance of the request is the signal (a
 // 1-token answer rarely contains the call itself).
 func (p *Prober) probeTools(ctx context.Context, tg target, c *Capability) {
+	c.tested("tools")
 	body := chatBody(c.ChatModel, c.TokenParam, 16)
 	body["tools"] = []map[string]any{{
 		"type": "function",
@@ -215,6 +217,7 @@ func (p *Prober) probeResponses(ctx context.Context, tg target, c *Capability) {
 			return
 		}
 	}
+	c.tested("responses")
 	a, err := p.do(ctx, request{method: http.MethodPost, url: tg.base + "/responses", key: tg.key,
 		body: map[string]any{"model": model, "input": "hi", "max_output_tokens": 16}})
 	if err != nil {
@@ -245,6 +248,7 @@ func (p *Prober) probeAnthropic(ctx context.Context, tg target, c *Capability) {
 		return
 	}
 	c.AnthropicBase = ab
+	c.tested("anthropic")
 	a, err := p.do(ctx, request{method: http.MethodPost, url: ab + "/v1/messages", key: tg.key, anthropic: true,
 		body: map[string]any{"model": c.ChatModel, "max_tokens": 1,
 			"messages": []map[string]string{{"role": "user", "content": "hi"}}}})

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sort"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/cn-relay-manager/cn-relay-manager/internal/hostreg"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 )
 
@@ -143,26 +145,63 @@ type capBadge struct {
 	On  bool
 }
 
+// capView is an item's capability profile: what was tested (supported or not) and what
+// never was (the chat failed first, or the provider offers no such endpoint): "not
+// tested", never shown as unsupported.
+type capView struct {
+	Badges   []capBadge
+	Untested []string
+}
+
 var capKeys = []string{"models_listed", "chat", "stream", "tools", "responses", "anthropic"}
 
-func capBadges(m map[string]any) []capBadge {
+func capBadges(m map[string]any) capView {
+	var cv capView
 	if len(m) == 0 {
-		return nil
+		return cv
 	}
-	var out []capBadge
-	for _, k := range capKeys {
-		if v, ok := m[k]; ok {
-			b, _ := v.(bool)
-			out = append(out, capBadge{Key: k, On: b})
+	tested := map[string]bool{}
+	raw, listed := m["tested"] // present (even empty or null): the profile says what was tested
+	switch l := raw.(type) {
+	case []any:
+		for _, x := range l {
+			if s, ok := x.(string); ok {
+				tested[s] = true
+			}
+		}
+	case []string:
+		for _, s := range l {
+			tested[s] = true
 		}
 	}
-	return out
+	chat, _ := m["chat"].(bool)
+	for _, k := range capKeys {
+		v, ok := m[k]
+		if !ok {
+			continue
+		}
+		b, _ := v.(bool)
+		was := tested[k]
+		if !listed {
+			// Profiles stored before "tested": the prober tries the list and the chat
+			// first, the rest only after a working chat.
+			was = b || k == "models_listed" || k == "chat" || chat
+		}
+		if !was {
+			cv.Untested = append(cv.Untested, k)
+			continue
+		}
+		cv.Badges = append(cv.Badges, capBadge{Key: k, On: b})
+	}
+	return cv
 }
 
 type itemRow struct {
 	*store.Item
-	Caps    []capBadge
-	Failing *store.Attempt // the attempt whose evidence explains the failure
+	Number    int // in the batch, from 1
+	Caps      capView
+	Failing   *store.Attempt // the attempt whose evidence explains the failure
+	Duplicate *store.ItemLabel
 }
 
 type batchData struct {
@@ -171,9 +210,9 @@ type batchData struct {
 	Counts    []count
 	Items     []itemRow
 	Pager     pager
-	Resources []store.Resource
+	Resources []resRow
 	ResTotal  int
-	Runs      []store.ReconcileRun
+	Runs      []runRow
 	Groups    []store.BatchGroup
 	Running   bool
 	Done      string
@@ -206,9 +245,20 @@ func (h *Handler) batchDetail(c *fiber.Ctx) error {
 		return err
 	}
 	d.Pager = newPager(page, itemPageSize, total)
+	var dups []string
+	for i := range items {
+		dups = append(dups, items[i].DuplicateOf)
+	}
+	dupLabels, err := h.Store.ItemLabels(ctx, dups)
+	if err != nil {
+		return err
+	}
 	for i := range items {
 		it := &items[i]
-		row := itemRow{Item: it, Caps: capBadges(it.Capability)}
+		row := itemRow{Item: it, Number: it.Idx + 1, Caps: capBadges(it.Capability)}
+		if l, ok := dupLabels[it.DuplicateOf]; ok {
+			row.Duplicate = &l
+		}
 		if it.Status == store.ItemFailed || it.FailureClass != "" {
 			atts, err := h.Store.ListAttempts(ctx, it.ID)
 			if err != nil {
@@ -218,18 +268,25 @@ func (h *Handler) batchDetail(c *fiber.Ctx) error {
 		}
 		d.Items = append(d.Items, row)
 	}
-	d.Resources, d.ResTotal, err = h.Store.ListResources(ctx, store.ResourceFilter{BatchID: b.ID, Limit: 500})
+	res, resTotal, err := h.Store.ListResources(ctx, store.ResourceFilter{BatchID: b.ID, Limit: 500})
 	if err != nil {
 		return err
 	}
-	d.Runs, err = h.Store.ListReconcileRuns(ctx, b.HostID, b.ID, 10)
+	if d.Resources, err = h.resRows(ctx, res); err != nil {
+		return err
+	}
+	d.ResTotal = resTotal
+	runs, err := h.Store.ListReconcileRuns(ctx, b.HostID, b.ID, 10)
 	if err != nil {
+		return err
+	}
+	if d.Runs, err = h.runRows(ctx, runs); err != nil {
 		return err
 	}
 	d.Actions = availableActions(b, counts, d.ResTotal)
 	d.Done, d.DoneN = doneParam(c)
 	v := &view{Title: "batch.title", Data: d}
-	if d.Running || runsActive(d.Runs) {
+	if d.Running || runsActive(runs) {
 		v.Refresh = refreshSecs
 	}
 	return h.renderView(c, fiber.StatusOK, "batch", v)
@@ -276,7 +333,8 @@ func doneParam(c *fiber.Ctx) (string, int) {
 			return a, c.QueryInt("n", 0)
 		}
 	}
-	if done == "hostreconcile" {
+	switch done {
+	case "hostreconcile", "preview", "submitted":
 		return done, 0
 	}
 	return "", 0
@@ -287,11 +345,13 @@ func doneParam(c *fiber.Ctx) (string, int) {
 type itemData struct {
 	Batch     *store.Batch
 	Item      *store.Item
-	Caps      []capBadge
+	Number    int // in the batch, from 1
+	Caps      capView
 	Attempts  []store.Attempt
-	Resources []store.Resource
+	Resources []resRow
 	ResTotal  int
 	Terminal  bool
+	Duplicate *store.ItemLabel
 }
 
 func (h *Handler) itemDetail(c *fiber.Ctx) error {
@@ -315,7 +375,19 @@ func (h *Handler) itemDetail(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	v := &view{Title: "item.title", Data: itemData{Batch: b, Item: it, Caps: capBadges(it.Capability), Attempts: atts, Resources: res, ResTotal: resTotal, Terminal: store.IsTerminal(it.Status)}}
+	rows, err := h.resRows(ctx, res)
+	if err != nil {
+		return err
+	}
+	d := itemData{Batch: b, Item: it, Number: it.Idx + 1, Caps: capBadges(it.Capability), Attempts: atts, Resources: rows, ResTotal: resTotal, Terminal: store.IsTerminal(it.Status)}
+	if it.DuplicateOf != "" {
+		if l, err := h.Store.ItemLabels(ctx, []string{it.DuplicateOf}); err == nil {
+			if x, ok := l[it.DuplicateOf]; ok {
+				d.Duplicate = &x
+			}
+		}
+	}
+	v := &view{Title: "item.title", Data: d}
 	if running(b.Status) && !store.IsTerminal(it.Status) {
 		v.Refresh = refreshSecs
 	}
@@ -430,12 +502,23 @@ func (h *Handler) hostReconcile(c *fiber.Ctx) error {
 
 // ---- hosts ----
 
+type hostListData struct {
+	Hosts []store.Host
+	// Deleted names the host just deleted, with what was removed with it.
+	Deleted               string
+	DeletedLedger, DelBat int
+}
+
 func (h *Handler) listHosts(c *fiber.Ctx) error {
 	hosts, err := h.Store.ListHosts(c.UserContext())
 	if err != nil {
 		return err
 	}
-	return h.render(c, fiber.StatusOK, "hosts", "hosts.title", hosts)
+	d := hostListData{Hosts: hosts}
+	if c.Query("done") == "deleted" {
+		d.Deleted, d.DeletedLedger, d.DelBat = strings.Clone(c.Query("name")), c.QueryInt("ledger", 0), c.QueryInt("batches", 0)
+	}
+	return h.render(c, fiber.StatusOK, "hosts", "hosts.title", d)
 }
 
 type flag struct {
@@ -446,37 +529,56 @@ type flag struct {
 type hostData struct {
 	Host      *store.Host
 	Flags     []flag
-	Runs      []store.ReconcileRun
-	Resources []store.Resource
+	Runs      []runRow
+	Resources []resRow
 	ResTotal  int
 	Batches   []store.Batch
 	BatchN    int
 	Done      string
+	Test      *hostreg.TestResult // the answer of "test connection", when just asked
 }
 
 func (h *Handler) hostDetail(c *fiber.Ctx) error {
+	return h.renderHost(c, strings.Clone(c.Params("id")), nil)
+}
+
+// hostDone are the flashes of the host page (?done=).
+var hostDone = map[string]bool{"hostreconcile": true, "registered": true, "updated": true, "unchanged": true}
+
+func (h *Handler) renderHost(c *fiber.Ctx, id string, test *hostreg.TestResult) error {
 	ctx := c.UserContext()
-	ho, err := h.Store.GetHost(ctx, strings.Clone(c.Params("id")))
+	ho, err := h.Store.GetHost(ctx, id)
 	if err != nil {
 		return h.notFoundOr(c, err)
 	}
-	d := hostData{Host: ho}
+	d := hostData{Host: ho, Test: test}
 	for k, v := range ho.Flags {
 		d.Flags = append(d.Flags, flag{k, v})
 	}
 	sort.Slice(d.Flags, func(i, j int) bool { return d.Flags[i].Name < d.Flags[j].Name })
-	if d.Runs, err = h.Store.ListReconcileRuns(ctx, ho.ID, "", 10); err != nil {
+	runs, err := h.Store.ListReconcileRuns(ctx, ho.ID, "", 10)
+	if err != nil {
 		return err
 	}
-	if d.Resources, d.ResTotal, err = h.Store.ListResources(ctx, store.ResourceFilter{HostID: ho.ID, Limit: 500}); err != nil {
+	if d.Runs, err = h.runRows(ctx, runs); err != nil {
 		return err
 	}
+	res, resTotal, err := h.Store.ListResources(ctx, store.ResourceFilter{HostID: ho.ID, Limit: 500})
+	if err != nil {
+		return err
+	}
+	if d.Resources, err = h.resRows(ctx, res); err != nil {
+		return err
+	}
+	d.ResTotal = resTotal
 	if d.Batches, d.BatchN, err = h.Store.ListBatches(ctx, store.BatchFilter{HostID: ho.ID, Limit: 10}); err != nil {
 		return err
 	}
-	d.Done, _ = doneParam(c)
+	if done := c.Query("done"); hostDone[done] && test == nil {
+		d.Done = done
+	}
 	v := &view{Title: "host.title", Data: d}
-	if runsActive(d.Runs) {
+	if runsActive(runs) && test == nil {
 		v.Refresh = refreshSecs // follow the progress of a running reconcile
 	}
 	return h.renderView(c, fiber.StatusOK, "host", v)
@@ -497,4 +599,51 @@ func (h *Handler) notFoundOr(c *fiber.Ctx, err error) error {
 		return h.renderError(c, fiber.StatusNotFound, "err.notfound", "")
 	}
 	return err
+}
+
+// resRow is a ledger row with the item it belongs to named (number and name), not by ID.
+type resRow struct {
+	store.Resource
+	Item *store.ItemLabel
+}
+
+func (h *Handler) resRows(ctx context.Context, res []store.Resource) ([]resRow, error) {
+	ids := make([]string, 0, len(res))
+	for _, r := range res {
+		ids = append(ids, r.ItemID)
+	}
+	labels, err := h.Store.ItemLabels(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]resRow, len(res))
+	for i, r := range res {
+		out[i] = resRow{Resource: r}
+		if l, ok := labels[r.ItemID]; ok {
+			out[i].Item = &l
+		}
+	}
+	return out, nil
+}
+
+// runRow is a reconcile run with its batch named.
+type runRow struct {
+	store.ReconcileRun
+	BatchName string
+}
+
+func (h *Handler) runRows(ctx context.Context, runs []store.ReconcileRun) ([]runRow, error) {
+	ids := make([]string, 0, len(runs))
+	for _, r := range runs {
+		ids = append(ids, r.BatchID)
+	}
+	names, err := h.Store.BatchNames(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]runRow, len(runs))
+	for i, r := range runs {
+		out[i] = runRow{ReconcileRun: r, BatchName: names[r.BatchID]}
+	}
+	return out, nil
 }

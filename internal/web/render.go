@@ -57,18 +57,13 @@ var funcs = template.FuncMap{
 		}
 		return strings.Join(parts, ", ")
 	},
-	"add": func(a, b int) int { return a + b },
+	"add":  func(a, b int) int { return a + b },
+	"list": func(s ...string) []string { return s },
 	"deref": func(s *string) string {
 		if s == nil {
 			return ""
 		}
 		return *s
-	},
-	"ms": func(a, b time.Time) string {
-		if a.IsZero() || b.IsZero() {
-			return ""
-		}
-		return strconv.FormatInt(b.Sub(a).Milliseconds(), 10) + " ms"
 	},
 }
 
@@ -137,6 +132,14 @@ func (v *view) Dur(a time.Time, b *time.Time) string {
 		end = *b
 	}
 	return humanDuration(v.Lang, end.Sub(a))
+}
+
+// Ms renders the milliseconds between a and b ("" when either is unknown).
+func (v *view) Ms(a, b time.Time) string {
+	if a.IsZero() || b.IsZero() {
+		return ""
+	}
+	return v.Tf("unit.ms", b.Sub(a).Milliseconds())
 }
 
 // LangURL is the current page in language l.

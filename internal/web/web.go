@@ -1,7 +1,9 @@
 // Package web serves the operator's browser pages: server-rendered html/template pages
 // embedded in the binary (no front-end build, no JavaScript), a token login that sets a
-// signed session cookie, CSRF tokens on every state-changing form, and a small en/zh
-// message dictionary. It reads through the store and changes state only through Actions.
+// signed session cookie, CSRF tokens on every state-changing form, and an en/zh message
+// dictionary. It reads through the store and changes state only through Actions (the
+// batch service) and HostActions (the host service): registering a host and importing
+// keys from the pages is validated by the same code as the REST API.
 package web
 
 import (
@@ -20,12 +22,16 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/cn-relay-manager/cn-relay-manager/internal/batch"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/hostreg"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 )
 
-// Actions are the state-changing operations the pages offer; implemented by the batch
-// service (internal/batch), the same one the REST API calls.
+// Actions are the state-changing operations the pages offer on batches; implemented by
+// the batch service (internal/batch), the same one the REST API calls, so the pages
+// validate a submission exactly as the API does.
 type Actions interface {
+	Submit(ctx context.Context, req batch.Request) (*batch.Submitted, error)
 	Retry(ctx context.Context, batchID string) (int, error)
 	Cancel(ctx context.Context, batchID string) (int, error)
 	Rollback(ctx context.Context, batchID string) error
@@ -34,10 +40,20 @@ type Actions interface {
 	ImportDryRun(ctx context.Context, batchID string) (string, error) // re-submits a dry-run batch for real; returns the new batch id
 }
 
+// HostActions are the operations the pages offer on hosts; implemented by the host
+// service (internal/hostreg), the same one the REST API calls.
+type HostActions interface {
+	Register(ctx context.Context, in hostreg.Settings) (*store.Host, error)
+	Update(ctx context.Context, id string, in hostreg.Settings) (*store.Host, error)
+	Test(ctx context.Context, id string, in hostreg.Settings) (*hostreg.TestResult, error)
+	Delete(ctx context.Context, id string, forget bool) (*store.Host, *store.HostUsage, error)
+}
+
 // Handler serves the pages. Build it as a pointer and do not copy it after first use.
 type Handler struct {
 	Store         *store.Store
 	Actions       Actions
+	Hosts         HostActions
 	Token         string // the operator API token; logging in means presenting it once
 	Log           *slog.Logger
 	SecureCookies bool // set Secure on cookies (behind TLS)
@@ -99,6 +115,8 @@ func (h *Handler) Mount(app *fiber.App) {
 	app.Post("/logout", h.csrf, h.logout)
 
 	app.Get("/batches", h.auth, h.listBatches)
+	app.Get("/batches/new", h.auth, h.newBatchForm)
+	app.Post("/batches/new", h.csrf, h.submitBatch)
 	app.Get("/batches/:id", h.auth, h.batchDetail)
 	app.Get("/batches/:id/items/:item", h.auth, h.itemDetail)
 	for _, a := range batchActions {
@@ -106,7 +124,14 @@ func (h *Handler) Mount(app *fiber.App) {
 		app.Post("/batches/:id/"+a, h.csrf, func(c *fiber.Ctx) error { return h.batchAction(c, a) })
 	}
 	app.Get("/hosts", h.auth, h.listHosts)
+	app.Get("/hosts/new", h.auth, h.newHostForm)
+	app.Post("/hosts/new", h.csrf, h.registerHost)
 	app.Get("/hosts/:id", h.auth, h.hostDetail)
+	app.Get("/hosts/:id/edit", h.auth, h.editHostForm)
+	app.Post("/hosts/:id/edit", h.csrf, h.editHost)
+	app.Post("/hosts/:id/test", h.csrf, h.testHost)
+	app.Get("/hosts/:id/delete", h.auth, h.confirmDeleteHost)
+	app.Post("/hosts/:id/delete", h.csrf, h.deleteHost)
 	app.Get("/hosts/:id/reconcile", h.auth, h.confirmHostReconcile)
 	app.Post("/hosts/:id/reconcile", h.csrf, h.hostReconcile)
 	h.mountAccounts(app)

@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -16,6 +17,10 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/cn-relay-manager/cn-relay-manager/internal/batch"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/catalog"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/hostreg"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 )
 
@@ -24,7 +29,43 @@ const testToken = "web-test-token-0123456789"
 type fakeActions struct {
 	mu    sync.Mutex
 	calls map[string][]string
+	// svc submits through the real batch service (validation included) with a queue
+	// that runs nothing.
+	svc *batch.Service
 }
+
+func (f *fakeActions) Submit(ctx context.Context, req batch.Request) (*batch.Submitted, error) {
+	f.rec("submit", req.HostID)
+	return f.svc.Submit(ctx, req)
+}
+
+// idleQueue enqueues nothing: submitted items stay submitted.
+type idleQueue struct{}
+
+func (idleQueue) EnqueueItems(_ context.Context, items []*store.Item) int     { return len(items) }
+func (idleQueue) EnqueueRollback(context.Context, string) error               { return nil }
+func (idleQueue) EnqueueReconcile(context.Context, *store.ReconcileRun) error { return nil }
+func (idleQueue) EnqueueRepair(context.Context, *store.ReconcileRun) error    { return nil }
+
+// acceptingProber answers like a host that accepts one admin key; a URL with "down"
+// does not answer.
+type acceptingProber struct{ box *secret.Box }
+
+func (p acceptingProber) ProbeHost(_ context.Context, h *store.Host) error {
+	if strings.Contains(h.AdminURL, "down") {
+		return errors.New("dial tcp: connection refused")
+	}
+	k, _ := p.box.Open(h.AdminKeyEnc)
+	h.Version, h.Profile, h.Warnings, h.Flags = "0.1.179", "0.1.179", []string{}, map[string]bool{"compliance_gate": false}
+	if k == goodAdminKey {
+		h.Status, h.StatusMessage = "ok", ""
+	} else {
+		h.Status, h.StatusMessage = "auth_failed", "the host refused the admin credentials (UNAUTHORIZED)"
+	}
+	return nil
+}
+
+const goodAdminKey = "good-admin-key-0123456789abcdef"
 
 func (f *fakeActions) rec(name, id string) {
 	f.mu.Lock()
@@ -69,6 +110,7 @@ func (f *fakeActions) ImportDryRun(_ context.Context, id string) (string, error)
 type fixture struct {
 	app     *fiber.App
 	st      *store.Store
+	box     *secret.Box
 	acts    *fakeActions
 	host    *store.Host
 	done    *store.Batch // finished batch with corrections, failures, ledger, reconcile run
@@ -88,7 +130,8 @@ func setup(t *testing.T) *fixture {
 	if err := st.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{st: st, acts: &fakeActions{}}
+	box, _ := secret.NewBox("web-test-master-key-000000")
+	f := &fixture{st: st, box: box, acts: &fakeActions{svc: &batch.Service{Store: st, Queue: idleQueue{}, Box: box, Catalog: catalog.Default()}}}
 	now := time.Now().UTC()
 	f.host = &store.Host{Name: "prod-host", AdminURL: "http://admin.example", PublicURL: "http://pub.example", AuthKind: "api_key",
 		AdminKeyEnc: "v1:SEALED-ADMIN-KEY", AdminKeyMasked: "admin-...7890", Version: "0.1.179", Profile: "v0.1.179",
@@ -141,7 +184,7 @@ func setup(t *testing.T) *fixture {
 	if err := st.CreateReconcileRun(ctx, run); err != nil {
 		t.Fatal(err)
 	}
-	run.Status, run.Summary = "drift", "1 missing"
+	run.Status, run.Summary = store.RunCompleted, "1 missing"
 	run.Findings = []store.Finding{{Kind: "missing", ResourceType: "account", HostResourceID: "9", Name: "crm-account-june-0", Detail: "gone from host"}}
 	if err := st.FinishReconcileRun(ctx, run); err != nil {
 		t.Fatal(err)
@@ -158,7 +201,8 @@ func setup(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 
-	h := &Handler{Store: st, Actions: f.acts, Token: testToken, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	h := &Handler{Store: st, Actions: f.acts, Hosts: &hostreg.Service{Store: st, Box: box, Prober: acceptingProber{box}},
+		Token: testToken, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	f.app = fiber.New()
 	h.Mount(f.app)
 	f.app.All("/monitoring/*", h.Protect, func(c *fiber.Ctx) error { f.monitor++; return c.SendString("asynqmon") })

@@ -1,4 +1,4 @@
-package cli
+package request
 
 import (
 	"errors"
@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 	"unicode"
-
-	"github.com/cn-relay-manager/cn-relay-manager/internal/batch/request"
 )
 
 func TestParseItems(t *testing.T) {
@@ -15,41 +13,41 @@ func TestParseItems(t *testing.T) {
 	tests := []struct {
 		name, in, format string
 		wantFormat       string
-		want             []Item
+		want             []InputItem
 	}{
 		{name: "csv header aliases and models separators", in: "URL,Key,Models,Name,Provider\n" +
 			"https://api.deepseek.com," + k1 + ",deepseek-flash;deepseek-pro,ds one,deepseek\n" +
 			"\n# comment\n" +
 			"https://api.moonshot.cn/v1 , " + k2 + " ,kimi-k2.6 kimi-k3,,\n",
-			wantFormat: FormatCSV, want: []Item{
+			wantFormat: FormatCSV, want: []InputItem{
 				{Name: "ds one", BaseURL: "https://api.deepseek.com", APIKey: k1, Provider: "deepseek", Models: []string{"deepseek-flash", "deepseek-pro"}, Line: 2},
 				{BaseURL: "https://api.moonshot.cn/v1", APIKey: k2, Models: []string{"kimi-k2.6", "kimi-k3"}, Line: 5},
 			}},
 		{name: "csv BOM, quoted, reordered, short rows", in: "\ufeffapi_key,base_url,name\n\"" + k1 + "\",\"https://x.example/v1\",\"a, b\"\n" + k2 + ",https://y.example\n",
-			wantFormat: FormatCSV, want: []Item{
+			wantFormat: FormatCSV, want: []InputItem{
 				{Name: "a, b", BaseURL: "https://x.example/v1", APIKey: k1, Line: 2},
 				{BaseURL: "https://y.example", APIKey: k2, Line: 3},
 			}},
 		{name: "csv multi-line quoted cell keeps line numbers", in: "base_url,api_key,name\nhttps://x.example," + k1 + ",\"two\nlines\"\nhttps://y.example," + k2 + ",z\n",
-			wantFormat: FormatCSV, want: []Item{
+			wantFormat: FormatCSV, want: []InputItem{
 				{Name: "two\nlines", BaseURL: "https://x.example", APIKey: k1, Line: 2},
 				{Name: "z", BaseURL: "https://y.example", APIKey: k2, Line: 4},
 			}},
 		{name: "jsonl", in: `{"base_url":"https://api.deepseek.com","api_key":"` + k1 + `","models":["deepseek-flash"],"name":"n","provider":"deepseek"}` + "\n\n" +
 			`{"base_url":"https://x.example","api_key":"` + k2 + `","models":"a;b c"}` + "\n",
-			wantFormat: FormatJSONL, want: []Item{
+			wantFormat: FormatJSONL, want: []InputItem{
 				{Name: "n", BaseURL: "https://api.deepseek.com", APIKey: k1, Provider: "deepseek", Models: []string{"deepseek-flash"}, Line: 1},
 				{BaseURL: "https://x.example", APIKey: k2, Models: []string{"a", "b", "c"}, Line: 3},
 			}},
 		{name: "lines", in: "# url key models\n\nhttps://api.deepseek.com " + k1 + " deepseek-flash deepseek-pro\r\n   https://x.example\t" + k2 + "\n",
-			wantFormat: FormatLines, want: []Item{
+			wantFormat: FormatLines, want: []InputItem{
 				{BaseURL: "https://api.deepseek.com", APIKey: k1, Models: []string{"deepseek-flash", "deepseek-pro"}, Line: 3},
 				{BaseURL: "https://x.example", APIKey: k2, Line: 4},
 			}},
 		{name: "lines with commas in models", in: "https://x.example " + k1 + " a,b\n", wantFormat: FormatLines,
-			want: []Item{{BaseURL: "https://x.example", APIKey: k1, Models: []string{"a", "b"}, Line: 1}}},
+			want: []InputItem{{BaseURL: "https://x.example", APIKey: k1, Models: []string{"a", "b"}, Line: 1}}},
 		{name: "forced lines format", in: "https://x.example " + k1 + "\n", format: FormatLines, wantFormat: FormatLines,
-			want: []Item{{BaseURL: "https://x.example", APIKey: k1, Line: 1}}},
+			want: []InputItem{{BaseURL: "https://x.example", APIKey: k1, Line: 1}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -138,14 +136,6 @@ func TestDetectFormat(t *testing.T) {
 	}
 }
 
-func TestMask(t *testing.T) {
-	for in, want := range map[string]string{"": "", "short": "********", "sk-demo-deepseek-good-0001aaaa": "sk-dem...aaaa"} {
-		if got := Mask(in); got != want {
-			t.Errorf("Mask(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func FuzzParseItems(f *testing.F) {
 	for _, s := range []string{
 		"base_url,api_key,models,name,provider\nhttps://x.example,sk-1,a;b,n,p\n",
@@ -178,7 +168,7 @@ func FuzzParseItems(f *testing.F) {
 		default:
 			t.Fatalf("format %q", used)
 		}
-		if len(items) == 0 || len(items) > request.MaxItems {
+		if len(items) == 0 || len(items) > MaxItems {
 			t.Fatalf("%d items", len(items))
 		}
 		last := 0
@@ -187,10 +177,10 @@ func FuzzParseItems(f *testing.F) {
 				t.Fatalf("line numbers not increasing: %d after %d", it.Line, last)
 			}
 			last = it.Line
-			if !looksLikeURL(it.BaseURL) || it.APIKey == "" || strings.IndexFunc(it.APIKey, unicode.IsSpace) >= 0 || len(it.APIKey) > request.MaxKeyLen {
+			if !LooksLikeURL(it.BaseURL) || it.APIKey == "" || strings.IndexFunc(it.APIKey, unicode.IsSpace) >= 0 || len(it.APIKey) > MaxKeyLen {
 				t.Fatalf("invalid item accepted: %+v", it)
 			}
-			if len(it.Models) > request.MaxModels {
+			if len(it.Models) > MaxModels {
 				t.Fatalf("%d models", len(it.Models))
 			}
 			for _, m := range it.Models {
