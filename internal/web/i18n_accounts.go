@@ -63,9 +63,15 @@ var accountMessages = map[string]map[string]string{
 		"account.title":  "Account",
 		"account.checks": "Checks",
 
-		"health.healthy":  "healthy",
-		"health.degraded": "degraded",
-		"health.failing":  "failing",
+		"accounts.url":            "URL",
+		"webhook.format.generic":  "generic JSON",
+		"webhook.format.feishu":   "Feishu / Lark",
+		"webhook.format.dingtalk": "DingTalk",
+		"webhook.format.wecom":    "WeCom",
+		"webhook.format.slack":    "Slack",
+		"health.healthy":          "healthy",
+		"health.degraded":         "degraded",
+		"health.failing":          "failing",
 
 		"status.incomplete": "incomplete",
 
@@ -145,9 +151,15 @@ var accountMessages = map[string]map[string]string{
 		"account.title":  "账号",
 		"account.checks": "检查记录",
 
-		"health.healthy":  "健康",
-		"health.degraded": "降级",
-		"health.failing":  "异常",
+		"accounts.url":            "地址",
+		"webhook.format.generic":  "通用 JSON",
+		"webhook.format.feishu":   "飞书",
+		"webhook.format.dingtalk": "钉钉",
+		"webhook.format.wecom":    "企业微信",
+		"webhook.format.slack":    "Slack",
+		"health.healthy":          "健康",
+		"health.degraded":         "降级",
+		"health.failing":          "异常",
 
 		"status.incomplete": "未完成",
 

@@ -13,6 +13,7 @@ import (
 	"github.com/cn-relay-manager/cn-relay-manager/internal/batch/request"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/catalog"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/failure"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/health"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/step"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 )
@@ -36,25 +37,29 @@ func vocabularies() map[string][]string {
 		"mode.":    {request.ModeSelfService, request.ModeSubscription, request.ModeNone},
 		"method.": {catalog.MethodExact, catalog.MethodCase, catalog.MethodSeparator, catalog.MethodAlias, catalog.MethodRetired,
 			catalog.MethodFuzzy, catalog.MethodAmbiguous, catalog.MethodUnresolved, catalog.MethodDefault},
-		"cap.":           capKeys,
-		"res.":           {store.ResourceIntent, store.ResourceCreated, store.ResourceAdopted, store.ResourceDeleting, store.ResourceDeleted, store.ResourceMissing},
-		"kind.":          {"missing", "modified", "orphaned"},
-		"action.":        actions,
-		"confirm.":       actions,
-		"done.":          append(append([]string{}, actions...), "preview", "submitted", "registered", "updated", "unchanged"),
-		"target.":        {request.GroupPerProvider, request.GroupExisting, request.GroupPerItem},
-		"group.":         {"create", "reuse", "existing"},
-		"group.planned.": {"create", "reuse", "existing"},
-		"proof.":         {store.KeyProofAccountTest, store.KeyProofGatewayAlias, store.KeyProofSoleAccount},
-		"outcome.":       {store.OutcomeOK, store.OutcomeWaiting, store.OutcomeRetry, store.OutcomeAdvisory, store.OutcomeFailed},
-		"step.":          step.Names(),
-		"acct.":          {"active", "error", "inactive"},
-		"access.":        {"key_bound", "proven"},
-		"type.":          {store.TypeGroup, store.TypeAccount, store.TypeUser, store.TypeKey, store.TypeSubscription},
-		"peer.":          {"host", "gateway", "upstream"},
-		"auth.":          {"api_key", "password"},
-		"flag.":          {"compliance_gate", "account_test_trusted", "end_user_login_blocked", "compliance"},
-		"format.":        {request.FormatAuto, request.FormatCSV, request.FormatJSONL, request.FormatLines},
+		"cap.":            capKeys,
+		"res.":            {store.ResourceIntent, store.ResourceCreated, store.ResourceAdopted, store.ResourceDeleting, store.ResourceDeleted, store.ResourceMissing},
+		"kind.":           {"missing", "modified", "orphaned"},
+		"action.":         actions,
+		"confirm.":        actions,
+		"done.":           append(append([]string{}, actions...), "preview", "submitted", "registered", "updated", "unchanged"),
+		"target.":         {request.GroupPerProvider, request.GroupExisting, request.GroupPerItem},
+		"group.":          {"create", "reuse", "existing"},
+		"group.planned.":  {"create", "reuse", "existing"},
+		"proof.":          {store.KeyProofAccountTest, store.KeyProofGatewayAlias, store.KeyProofSoleAccount},
+		"outcome.":        {store.OutcomeOK, store.OutcomeWaiting, store.OutcomeRetry, store.OutcomeAdvisory, store.OutcomeFailed},
+		"step.":           step.Names(),
+		"acct.":           {"active", "error", "inactive"},
+		"access.":         {"key_bound", "proven"},
+		"type.":           {store.TypeGroup, store.TypeAccount, store.TypeUser, store.TypeKey, store.TypeSubscription},
+		"accounts.done.":  {"verify", "settings", "webhook", "webhooktest", "webhookdelete", "undo"},
+		"health.":         {string(health.Healthy), string(health.Degraded), string(health.Failing)},
+		"action.acct.":    {"recovered", "recover_reverted", "parked", "action_failed"},
+		"webhook.format.": {"generic", "feishu", "dingtalk", "wecom", "slack"},
+		"peer.":           {"host", "gateway", "upstream"},
+		"auth.":           {"api_key", "password"},
+		"flag.":           {"compliance_gate", "account_test_trusted", "end_user_login_blocked", "compliance"},
+		"format.":         {request.FormatAuto, request.FormatCSV, request.FormatJSONL, request.FormatLines},
 	}
 }
 
@@ -224,7 +229,8 @@ func dedupe(s []string) []string {
 // A Chinese entry that is the English one word for word is an untranslated copy, except
 // for names and abbreviations that read the same in both.
 func TestChineseEntriesAreNotEnglishCopies(t *testing.T) {
-	same := map[string]bool{"app.name": true, "col.id": true, "col.httpstatus": true, "time.utc": true, "cap.responses": true}
+	same := map[string]bool{"app.name": true, "col.id": true, "col.httpstatus": true, "time.utc": true, "cap.responses": true,
+		"webhook.format.slack": true} // a product name, written so in Chinese too
 	for k, en := range messages["en"] {
 		if zh := messages["zh"][k]; zh == en && latinWord.MatchString(en) && !same[k] {
 			t.Errorf("zh %q is the English text %q", k, en)
