@@ -99,6 +99,11 @@ func serve(ctx context.Context, args []string) error {
 		return err
 	}
 	defer a.Close()
+	pp, err := app.ServePprof(cfg.PprofAddr, log)
+	if err != nil {
+		return err
+	}
+	defer pp.Close()
 
 	if a.Redis != nil {
 		// The api keeps serving while its Redis is unusable; /readyz answers 503 with

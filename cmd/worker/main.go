@@ -56,6 +56,11 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	pp, err := app.ServePprof(cfg.PprofAddr, log)
+	if err != nil {
+		return err
+	}
+	defer pp.Close()
 	log.Info("worker started", "redis", a.Redis.String(), "concurrency", cfg.WorkerConcurrency)
 	if cfg.MetricsAddr != "" {
 		// Step durations and HTTP-client figures of this process; item and queue figures

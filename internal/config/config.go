@@ -45,6 +45,7 @@ type Config struct {
 
 	HostTimeout         time.Duration // CRM_HOST_TIMEOUT: per-request timeout of host calls
 	MetricsAddr         string        // CRM_METRICS_ADDR: worker-only /metrics listener (empty = none)
+	PprofAddr           string        // CRM_PPROF_ADDR: loopback listener for /debug/pprof (empty = none)
 	HostConcurrency     int           // CRM_HOST_CONCURRENCY: steps against one host at once, all workers
 	UpstreamConcurrency int           // CRM_UPSTREAM_CONCURRENCY: probes of one upstream host at once, all workers
 }
@@ -102,6 +103,7 @@ func Load(name string, args []string, getenv func(string) string) (Config, *flag
 	env("CRM_ALLOW_PRIVATE_UPSTREAMS", boolVar(&c.AllowPrivateUpstreams))
 	env("CRM_HOST_CONCURRENCY", intVar(&c.HostConcurrency, 0, 10000))
 	env("CRM_METRICS_ADDR", str(&c.MetricsAddr))
+	env("CRM_PPROF_ADDR", str(&c.PprofAddr))
 	env("CRM_HOST_TIMEOUT", durVar(&c.HostTimeout))
 	env("CRM_UPSTREAM_CONCURRENCY", intVar(&c.UpstreamConcurrency, 0, 10000))
 
