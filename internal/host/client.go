@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -19,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cn-relay-manager/cn-relay-manager/internal/backoff"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/evidence"
 )
 
@@ -159,19 +159,24 @@ func WithSecrets(ctx context.Context, secrets ...string) context.Context {
 
 // secretPatterns catch credential-shaped strings the client was not told about (defence in
 // depth: a relay may echo a key the client never saw).
-var secretPatterns = []*regexp.Regexp{
-	regexp.MustCompile(`\bsk-[A-Za-z0-9_\-]{16,}`),
-	regexp.MustCompile(`\badmin-[0-9a-fA-F]{32,}`),
-	regexp.MustCompile(`\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}`),
-	regexp.MustCompile(`\brt_[A-Za-z0-9]{32,}`),
-	regexp.MustCompile(`\bbce-v3/[A-Za-z0-9/_\-]{16,}`),
+var secretPatterns = []struct {
+	literal string // every match contains it: texts without it skip the regexp
+	re      *regexp.Regexp
+}{
+	{"sk-", regexp.MustCompile(`\bsk-[A-Za-z0-9_\-]{16,}`)},
+	{"admin-", regexp.MustCompile(`\badmin-[0-9a-fA-F]{32,}`)},
+	{"eyJ", regexp.MustCompile(`\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}`)},
+	{"rt_", regexp.MustCompile(`\brt_[A-Za-z0-9]{32,}`)},
+	{"bce-v3/", regexp.MustCompile(`\bbce-v3/[A-Za-z0-9/_\-]{16,}`)},
 }
 
 // redactText removes the given secrets (and their fragments) and credential-shaped strings.
 func redactText(text string, secrets ...string) string {
 	text = evidence.Redact(text, secrets...)
-	for _, re := range secretPatterns {
-		text = re.ReplaceAllString(text, "****")
+	for _, p := range secretPatterns {
+		if strings.Contains(text, p.literal) {
+			text = p.re.ReplaceAllString(text, "****")
+		}
 	}
 	return text
 }
@@ -196,7 +201,7 @@ func (c *Client) send(ctx context.Context, r request) (*response, error) {
 		select {
 		case <-ctx.Done():
 			return resp, err
-		case <-time.After(retryDelay(attempt)):
+		case <-time.After(backoff.Host.Delay(attempt, 0)):
 		}
 		resp, usedJWT, err = c.sendOnce(ctx, r)
 	}
@@ -555,9 +560,4 @@ func idempotencyBusy(r request, resp *response, err error) bool {
 		Reason string `json:"reason"`
 	}
 	return json.Unmarshal(resp.body, &body) == nil && idempotencyBusyCode(body.Reason)
-}
-
-func retryDelay(attempt int) time.Duration {
-	d := 200 * time.Millisecond << attempt
-	return d + time.Duration(rand.Int64N(int64(d/2)))
 }
