@@ -10,6 +10,8 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/cn-relay-manager/cn-relay-manager/internal/backoff"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/limit"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/metrics"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/pipeline"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/step"
@@ -46,6 +48,16 @@ func (h *Handlers) handleStep(ctx context.Context, t *asynq.Task) error {
 	}
 	dec, err := h.Runner.Run(ctx, t.Type(), p.ItemID, p.Seq)
 	h.Metrics.ObserveStep(t.Type(), stepOutcome(t.Type(), dec, err), time.Since(start))
+	if b, busy := limit.IsBusy(err); busy {
+		if b.Queued {
+			// The step waits in the cap's list, holding nothing; the release of a slot
+			// queues it again (Queue.Wake).
+			return nil
+		}
+		// Not a failure: RetryDelay and IsFailure run the task again shortly without
+		// spending one of its retries.
+		return err
+	}
 	if err != nil {
 		h.Log.Warn("step failed; asynq will retry", "step", t.Type(), "item_id", p.ItemID, "seq", p.Seq, "error", err)
 		return err
@@ -61,9 +73,28 @@ func (h *Handlers) handleStep(ctx context.Context, t *asynq.Task) error {
 	return nil
 }
 
+// IsFailure is asynq's Config.IsFailure: a step deferred because a concurrency cap was
+// full has not failed, so it does not use up one of the task's retries.
+func IsFailure(err error) bool {
+	_, busy := limit.IsBusy(err)
+	return !busy
+}
+
+// RetryDelay is asynq's Config.RetryDelayFunc: a deferred step runs again after the
+// cap's hint; a failed task backs off by the queue's policy (backoff.Queue).
+func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
+	if b, busy := limit.IsBusy(err); busy {
+		return b.RetryIn
+	}
+	return backoff.Queue.Delay(n, 0)
+}
+
 // stepOutcome names what a step run led to, for crm_step_duration_seconds.
 func stepOutcome(name string, dec pipeline.Decision, err error) string {
+	_, busy := limit.IsBusy(err)
 	switch {
+	case busy:
+		return metrics.OutcomeDeferred
 	case err != nil:
 		return metrics.OutcomeError
 	case dec.Next == "":

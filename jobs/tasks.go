@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/step"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 	"github.com/hibiken/asynq"
 )
@@ -45,8 +46,8 @@ type BatchPayload struct {
 
 // StepTaskID derives the task ID from (step, item, sequence): enqueuing the same step
 // twice collapses into one task instead of running twice.
-func StepTaskID(step, itemID string, seq int) string {
-	return fmt.Sprintf("%s:%s:%d", step, itemID, seq)
+func StepTaskID(name, itemID string, seq int) string {
+	return step.TaskID(name, itemID, seq)
 }
 
 // Enqueuer is the part of the asynq client the queue needs.
@@ -131,6 +132,35 @@ func (q *Queue) EnqueueItems(ctx context.Context, items []*store.Item) int {
 	close(next)
 	wg.Wait()
 	return int(ok.Load())
+}
+
+// Wake queues again a step that waited for a concurrency slot (limit.Semaphore.Wake):
+// waiter is its task ID. The waiting task has just ended (it gave its worker slot back),
+// so its ID may still be held for a moment: a conflict is retried briefly; one that
+// persists means the step is queued already (the recovery sweep queued it), and Wake
+// returns false so that the slot wakes another waiter. A waiter that cannot be queued is
+// not lost: its item is due, and the recovery sweep queues it.
+func (q *Queue) Wake(_, waiter string) bool {
+	name, itemID, seq, ok := step.ParseTaskID(waiter)
+	if !ok {
+		q.log().Warn("ignoring a malformed waiter of a concurrency cap", "waiter", waiter)
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for delay := 10 * time.Millisecond; ; delay *= 2 {
+		err := q.EnqueueStep(ctx, name, itemID, seq, time.Now())
+		switch {
+		case err == nil:
+			return true
+		case !errors.Is(err, ErrExists):
+			q.log().Warn("wake a step waiting for a slot failed; the recovery sweep will queue it", "step", name, "item_id", itemID, "error", err)
+			return true // Redis is failing: waking others would fail the same way
+		case delay > 500*time.Millisecond:
+			return false
+		}
+		time.Sleep(delay)
+	}
 }
 
 // EnqueueRollback queues the rollback of a batch; every call is a new task (the operator

@@ -131,7 +131,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	}
 	if rc, ok := a.Conn.MakeRedisClient().(redis.UniversalClient); ok {
 		a.limitRedis = rc
-		a.Engine.Limiter = &limit.Semaphore{Redis: rc}
+		a.Engine.Limiter = &limit.Semaphore{Redis: rc, Wake: a.Queue.Wake}
 	}
 	return a, nil
 }
@@ -218,7 +218,8 @@ func (a *App) RunWorker(ctx context.Context) error {
 		DelayedTaskCheckInterval: time.Second,
 		TaskCheckInterval:        200 * time.Millisecond,
 		ShutdownTimeout:          20 * time.Second,
-		RetryDelayFunc:           func(n int, _ error, _ *asynq.Task) time.Duration { return time.Duration(min(n+1, 30)) * time.Second },
+		RetryDelayFunc:           jobs.RetryDelay,
+		IsFailure:                jobs.IsFailure,
 		Logger:                   slogAdapter{a.Log},
 		LogLevel:                 asynq.WarnLevel,
 	})

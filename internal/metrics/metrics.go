@@ -49,6 +49,7 @@ const (
 	OutcomeAdvanced    = "advanced"    // the step ran; a different step was scheduled
 	OutcomeRescheduled = "rescheduled" // the step ran; the same step was scheduled again (waiting, retry)
 	OutcomeError       = "error"       // the step returned an error; asynq retries the task
+	OutcomeDeferred    = "deferred"    // a concurrency cap was full: the step did not run and gave its slot back
 	OutcomeInvalid     = "invalid"     // the task payload was unusable
 )
 

@@ -10,11 +10,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cn-relay-manager/cn-relay-manager/internal/backoff"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/catalog"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/evidence"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/failure"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/host"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/step"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/upstream"
 )
@@ -59,9 +61,13 @@ type Settings struct {
 	HostTimeout time.Duration
 }
 
-// Limiter hands out cross-process concurrency slots (internal/limit on Redis).
+// Limiter hands out cross-process concurrency slots (internal/limit on Redis). A queued
+// step uses TryAcquire: when a cap is full it gets a *limit.Busy at once and gives its
+// worker slot back (the queue runs it again shortly) instead of holding the slot while
+// it waits. Acquire waits, for work that owns its goroutine.
 type Limiter interface {
 	Acquire(ctx context.Context, key string, limit int) (release func(), err error)
+	TryAcquire(ctx context.Context, key string, limit int, waiter string) (release func(), err error)
 }
 
 // Engine runs pipeline steps.
@@ -104,6 +110,9 @@ type stepContext struct {
 	client  HostClient
 	profile host.Profile
 	apiKey  string
+	// releaseUpstream frees the upstream slot the import step holds for its probe, as
+	// soon as the probe is done (the host calls after it do not need it).
+	releaseUpstream func()
 }
 
 // result is what a step decided.
@@ -130,6 +139,12 @@ func (e *Engine) Run(ctx context.Context, name, itemID string, seq int) (Decisio
 	if it.Seq != seq || it.Step != name || store.IsTerminal(it.Status) {
 		return Decision{}, nil
 	}
+	release, releaseUpstream, err := e.takeSlots(ctx, it, name, seq)
+	if err != nil {
+		return Decision{}, fmt.Errorf("step %s for item %s: %w", name, itemID, err)
+	}
+	defer release()
+	defer releaseUpstream()
 	sc, err := e.load(ctx, it)
 	if res, ok := unreadable(err); ok && sc != nil {
 		return e.persistAndTell(ctx, sc, name, seq, e.now(), res, &evidence.Recorder{})
@@ -137,11 +152,7 @@ func (e *Engine) Run(ctx context.Context, name, itemID string, seq int) (Decisio
 	if err != nil {
 		return Decision{}, err
 	}
-	release, err := e.acquire(ctx, "host:"+it.HostID, e.Settings.HostConcurrency)
-	if err != nil {
-		return Decision{}, fmt.Errorf("wait for a slot on host %s: %w", it.HostID, err)
-	}
-	defer release()
+	sc.releaseUpstream = releaseUpstream
 	rec := &evidence.Recorder{}
 	started := e.now()
 	var res result
@@ -340,14 +351,7 @@ func (e *Engine) retryOrFail(sc *stepContext, step, status string, err error) re
 		maxRetries = 6
 	}
 	if fe.Retryable && sc.item.StepRetries < maxRetries {
-		base := e.Settings.RetryBase
-		if base <= 0 {
-			base = time.Second
-		}
-		delay := base << min(sc.item.StepRetries, 5)
-		if fe.RetryAfter > delay {
-			delay = fe.RetryAfter
-		}
+		delay := backoff.Step(e.Settings.RetryBase).Delay(sc.item.StepRetries, fe.RetryAfter)
 		return result{outcome: store.OutcomeRetry, class: fe.Class, status: status, next: step, sameStep: true, delay: delay,
 			message: fmt.Sprintf("%s (retry %d/%d in %s)", fe.Error(), sc.item.StepRetries+1, maxRetries, delay)}
 	}
@@ -365,6 +369,38 @@ func classify(err error) *failure.Error {
 		return host.Failure(err)
 	}
 	return &failure.Error{Class: failure.Internal, Message: err.Error(), Err: err}
+}
+
+// takeSlots takes, without waiting, the slots a step needs: one of its host's cap and,
+// for the import step (the only one that calls the upstream directly), one of its
+// upstream's. When a cap is full it holds nothing and returns the *limit.Busy: the step
+// has joined the cap's wait list under its task ID and is queued again when a slot
+// frees. Both releases are idempotent.
+func (e *Engine) takeSlots(ctx context.Context, it *store.Item, name string, seq int) (release, releaseUpstream func(), err error) {
+	none := func() {}
+	if e.Limiter == nil {
+		return none, none, nil
+	}
+	release, releaseUpstream = none, none
+	if e.Settings.HostConcurrency > 0 {
+		if release, err = e.Limiter.TryAcquire(ctx, "host:"+it.HostID, e.Settings.HostConcurrency, step.TaskID(name, it.ID, seq)); err != nil {
+			return nil, nil, err
+		}
+	}
+	if name == step.Import && e.Settings.UpstreamConcurrency > 0 {
+		if n, nerr := e.Catalog.NormalizeURL(it.BaseURL); nerr == nil {
+			if releaseUpstream, err = e.Limiter.TryAcquire(ctx, "upstream:"+n.Host, e.Settings.UpstreamConcurrency, step.TaskID(name, it.ID, seq)); err != nil {
+				release()
+				return nil, nil, err
+			}
+		}
+	}
+	return release, once(releaseUpstream), nil
+}
+
+func once(f func()) func() {
+	var o sync.Once
+	return func() { o.Do(f) }
 }
 
 func (e *Engine) acquire(ctx context.Context, key string, limit int) (func(), error) {

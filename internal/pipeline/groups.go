@@ -30,6 +30,9 @@ type targetGroup struct {
 	action   string // groupCreate, groupReuse or groupExisting
 	// allowlist: the group has an enabled model_allowlist (0.2.3+), which gates models.
 	allowlist bool
+	// found is the group as planTarget read it from the host in this step: the step
+	// does not read it a second time.
+	found *host.Group
 }
 
 // shared reports whether other accounts (of other items, batches or the operator) may
@@ -142,6 +145,7 @@ func (e *Engine) planTarget(ctx context.Context, sc *stepContext, norm catalog.N
 	if found == nil {
 		return tg, spec, nil
 	}
+	tg.found = found
 	// A group that exists already decides the platform and the billing; its allowlist
 	// (0.2.x) must let the item's models through.
 	tg.platform = found.Platform
@@ -217,6 +221,9 @@ func (e *Engine) ensureTargetGroup(ctx context.Context, sc *stepContext, tg *tar
 // host still has it, else the group of that name, else a new one.
 func (e *Engine) liveGroup(ctx context.Context, sc *stepContext, tg *targetGroup, r *store.Resource) (*host.Group, string, error) {
 	if id, ok := hostID(r); ok && comparableState(r.State) {
+		if tg.found != nil && tg.found.ID == id {
+			return tg.found, originOr(r.Origin, groupOrigin(tg.found)), nil
+		}
 		g, err := sc.client.GetGroup(ctx, id)
 		if err == nil {
 			return g, originOr(r.Origin, groupOrigin(g)), nil

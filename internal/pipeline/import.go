@@ -40,13 +40,11 @@ func (e *Engine) runImport(ctx context.Context, sc *stepContext) result {
 		}
 	}
 
-	release, err := e.acquire(ctx, "upstream:"+norm.Host, e.Settings.UpstreamConcurrency)
-	if err != nil {
-		return e.retryOrFail(sc, step.Import, store.ItemProbing, err)
-	}
 	capab, err := e.Prober.Probe(ctx, upstream.Target{BaseURL: norm.BaseURL, AnthropicBase: norm.AnthropicBase, APIKey: sc.apiKey,
 		ProviderID: det.ProviderID, Models: it.RequestedModels})
-	release()
+	if sc.releaseUpstream != nil {
+		sc.releaseUpstream() // taken by Run for this probe
+	}
 	if capab != nil {
 		e.recordCapability(it, capab)
 	}

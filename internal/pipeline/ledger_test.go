@@ -197,6 +197,10 @@ func (l *recordingLimiter) Acquire(_ context.Context, key string, limit int) (fu
 	return func() { l.mu.Lock(); l.held--; l.mu.Unlock() }, nil
 }
 
+func (l *recordingLimiter) TryAcquire(ctx context.Context, key string, limit int, _ string) (func(), error) {
+	return l.Acquire(ctx, key, limit)
+}
+
 // Every step takes a host slot and the probe an upstream slot, and releases them.
 func TestStepsTakeHostAndUpstreamSlots(t *testing.T) {
 	h := newHarness(t, harnessOpts{})

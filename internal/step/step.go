@@ -5,6 +5,12 @@
 // all take the names from this one table and cannot drift apart.
 package step
 
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
 // The item steps.
 const (
 	// Import probes the upstream, corrects model names and creates the host group and account.
@@ -50,4 +56,24 @@ func Known(name string) bool {
 		}
 	}
 	return false
+}
+
+// TaskID names one execution of a step of an item (step, item, sequence). It is the
+// queue's task ID (enqueuing the same step twice collapses into one task) and the name a
+// step waiting for a concurrency slot is woken by.
+func TaskID(name, itemID string, seq int) string {
+	return fmt.Sprintf("%s:%s:%d", name, itemID, seq)
+}
+
+// ParseTaskID splits a TaskID; ok is false for anything else.
+func ParseTaskID(id string) (name, itemID string, seq int, ok bool) {
+	parts := strings.Split(id, ":")
+	if len(parts) != 3 || !Known(parts[0]) || parts[1] == "" {
+		return "", "", 0, false
+	}
+	seq, err := strconv.Atoi(parts[2])
+	if err != nil || seq < 0 {
+		return "", "", 0, false
+	}
+	return parts[0], parts[1], seq, true
 }

@@ -10,7 +10,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"sync"
 	"time"
 
 	"github.com/cn-relay-manager/cn-relay-manager/internal/evidence"
@@ -39,31 +38,7 @@ type request struct {
 	private bool
 }
 
-// hostLimiter bounds concurrent calls per upstream hostname, so that a batch of many keys
-// for one provider does not trip its concurrency limits (and get every key 429'd).
-type hostLimiter struct {
-	mu    sync.Mutex
-	limit int
-	sems  map[string]chan struct{}
-}
-
-func (l *hostLimiter) acquire(ctx context.Context, host string) (func(), error) {
-	l.mu.Lock()
-	sem, ok := l.sems[host]
-	if !ok {
-		sem = make(chan struct{}, l.limit)
-		l.sems[host] = sem
-	}
-	l.mu.Unlock()
-	select {
-	case sem <- struct{}{}:
-		return func() { <-sem }, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-// do performs one call with the per-call timeout and the per-host limit, records the
+// do performs one call with the per-call timeout, records the
 // exchange as evidence (redacted) and returns the answer. Transport failures come back as
 // *failure.Error with class upstream_unreachable; the key never appears in them.
 func (p *Prober) do(ctx context.Context, r request) (*answer, error) {
@@ -83,12 +58,6 @@ func (p *Prober) do(ctx context.Context, r request) (*answer, error) {
 	defer cancel()
 	start := time.Now()
 	ex := evidence.Exchange{Target: "upstream", Method: r.method, Path: u.Path, At: start}
-	release, err := p.limiter.acquire(cctx, u.Hostname())
-	if err != nil {
-		return nil, p.transportFailure(ctx, ex, start, r.key, err)
-	}
-	defer release()
-
 	req, err := http.NewRequestWithContext(cctx, r.method, r.url, payload)
 	if err != nil {
 		return nil, &failure.Error{Class: failure.Internal, Message: "build request"}

@@ -278,27 +278,6 @@ func TestChat(t *testing.T) {
 	}
 }
 
-func TestPerHostConcurrencyBounded(t *testing.T) {
-	sim := startSim(t, upstreamsim.Options{Latency: 50 * time.Millisecond})
-	p := upstream.NewProber(upstream.Options{PerHostConcurrency: 2})
-	start := time.Now()
-	errs := make(chan error, 6)
-	for range 6 {
-		go func() {
-			errs <- p.Chat(context.Background(), sim.BaseURL("deepseek"), keyOK, "deepseek", "deepseek-flash")
-		}()
-	}
-	for range 6 {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
-	}
-	// 6 calls, 2 at a time, 50 ms each: at least 3 rounds.
-	if d := time.Since(start); d < 140*time.Millisecond {
-		t.Errorf("6 calls finished in %v: per-host limit not applied", d)
-	}
-}
-
 func TestProbeOnlyNonChatModelsRequested(t *testing.T) {
 	sim := startSim(t, upstreamsim.Options{})
 	p := upstream.NewProber(upstream.Options{})

@@ -22,8 +22,7 @@ import (
 
 // Defaults for Options.
 const (
-	DefaultTimeout            = 15 * time.Second
-	DefaultPerHostConcurrency = 4
+	DefaultTimeout = 15 * time.Second
 	// maxChatAttempts bounds how many resolved models the chat probe tries when the
 	// first one is not found upstream.
 	maxChatAttempts = 3
@@ -31,18 +30,18 @@ const (
 
 // Options configure a Prober. Zero values pick the defaults.
 type Options struct {
-	HTTPClient         *http.Client
-	Timeout            time.Duration // per call, default 15s
-	PerHostConcurrency int           // default 4
-	Catalog            *catalog.Catalog
+	HTTPClient *http.Client
+	Timeout    time.Duration // per call, default 15s
+	Catalog    *catalog.Catalog
 }
 
-// Prober talks to upstreams. It is safe for concurrent use.
+// Prober talks to upstreams. It is safe for concurrent use. It does not bound how many
+// calls run at once: its callers hold a slot of the upstream's cross-process cap
+// (internal/limit) for the probe, and a probe makes one call at a time.
 type Prober struct {
 	client  *http.Client
 	timeout time.Duration
 	cat     *catalog.Catalog
-	limiter *hostLimiter
 }
 
 // NewProber returns a Prober with opts applied over the defaults.
@@ -57,11 +56,6 @@ func NewProber(opts Options) *Prober {
 	if p.cat == nil {
 		p.cat = catalog.Default()
 	}
-	n := opts.PerHostConcurrency
-	if n <= 0 {
-		n = DefaultPerHostConcurrency
-	}
-	p.limiter = &hostLimiter{limit: n, sems: map[string]chan struct{}{}}
 	return p
 }
 
