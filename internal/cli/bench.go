@@ -16,6 +16,8 @@ const benchHelp = `Runs a load benchmark on built binaries. Build them first:
   CGO_ENABLED=0 go build -o bin/ ./cmd/api ./cmd/worker ./cmd/crmsim ./cmd/crmctl
   ./bin/crmctl bench --items 1000
 
+The api, worker and crmsim binaries are taken from beside crmctl's own executable
+(symlinks resolved), else from ./bin/; --api-bin, --worker-bin and --crmsim-bin override.
 It starts crmsim (simulated host + providers, own process, the configured latencies,
 warm-up and fault rate), a private redis-server (from PATH, no persistence) and the api
 and worker processes in split mode on SQLite in a temporary directory; registers the
@@ -61,9 +63,9 @@ func (e *env) bench(fs *flag.FlagSet) func(pos []string) error {
 	fs.IntVar(&o.Sample, "sample", 40, "items whose attempts are read to derive the per-item call sequence")
 	fs.IntVar(&o.SubmitItems, "submit-items", 10000, "size of the batch whose submit time and detail latency are measured (0 skips)")
 	fs.IntVar(&o.DetailRequests, "detail-requests", 300, "requests per endpoint for the batch-detail percentiles")
-	fs.StringVar(&o.APIBin, "api-bin", "./bin/api", "api binary")
-	fs.StringVar(&o.WorkerBin, "worker-bin", "./bin/worker", "worker binary")
-	fs.StringVar(&o.SimBin, "crmsim-bin", "./bin/crmsim", "crmsim binary")
+	fs.StringVar(&o.APIBin, "api-bin", "", "api binary (default: the api beside crmctl, else ./bin/api)")
+	fs.StringVar(&o.WorkerBin, "worker-bin", "", "worker binary (default: the worker beside crmctl, else ./bin/worker)")
+	fs.StringVar(&o.SimBin, "crmsim-bin", "", "crmsim binary (default: the crmsim beside crmctl, else ./bin/crmsim)")
 	fs.StringVar(&o.RedisBin, "redis-server", "", "redis-server binary (default: from PATH)")
 	fs.DurationVar(&o.Timeout, "timeout", 60*time.Minute, "give up when the batch is not done by then")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the temporary directory (logs, database)")
