@@ -22,7 +22,8 @@ import (
 type Options struct {
 	Items       int    // items of the measured batch (1…10000)
 	Mode        string // access mode of the batch: self_service, subscription or none
-	Concurrency int    // worker concurrency (CRM_WORKER_CONCURRENCY)
+	Concurrency int    // slots of each worker process (CRM_WORKER_CONCURRENCY)
+	Workers     int    // worker processes (0 means 1)
 
 	HostLatency     time.Duration // latency of every simulated host request
 	UpstreamLatency time.Duration // latency of every simulated upstream answer
@@ -55,6 +56,12 @@ func (o *Options) Check() error {
 	if o.Concurrency < 1 || o.FaultRate < 0 || o.FaultRate >= 1 || o.SubmitItems < 0 || o.SubmitItems > 10000 {
 		return errors.New("bad --concurrency, --fault-rate or --submit-items")
 	}
+	if o.Workers == 0 {
+		o.Workers = 1
+	}
+	if o.Workers < 1 || o.Workers > 64 {
+		return errors.New("--workers must be between 1 and 64")
+	}
 	if o.WindowSchedule == "" {
 		o.WindowSchedule = "1s"
 		if o.Warmup > 0 {
@@ -71,7 +78,8 @@ func (o *Options) Check() error {
 type Config struct {
 	Items           int     `json:"items"`
 	Mode            string  `json:"mode"`
-	Concurrency     int     `json:"concurrency"`
+	Concurrency     int     `json:"concurrency"` // per worker process
+	Workers         int     `json:"workers"`
 	HostLatencyMS   float64 `json:"host_latency_ms"`
 	UpstreamLatMS   float64 `json:"upstream_latency_ms"`
 	WarmupS         float64 `json:"warmup_s"`
@@ -94,10 +102,11 @@ type Result struct {
 	PeakRSSMB    float64 `json:"peak_rss_mb"`
 
 	APICPUMs        float64        `json:"api_cpu_ms"`
-	WorkerCPUMs     float64        `json:"worker_cpu_ms"`
+	WorkerCPUMs     float64        `json:"worker_cpu_ms"` // all worker processes
 	RedisCPUMs      float64        `json:"redis_cpu_ms"`
 	APIPeakRSSMB    float64        `json:"api_peak_rss_mb"`
-	WorkerPeakRSSMB float64        `json:"worker_peak_rss_mb"`
+	WorkerPeakRSSMB float64        `json:"worker_peak_rss_mb"` // the largest worker process
+	WorkerProcs     []ProcStats    `json:"worker_processes"`
 	Status          string         `json:"status"`
 	Counts          map[string]int `json:"counts"`
 
@@ -118,10 +127,21 @@ type Result struct {
 	Machine Machine `json:"machine"`
 }
 
+// ProcStats is one process's share of a run.
+type ProcStats struct {
+	Name      string  `json:"name"`
+	CPUMs     float64 `json:"cpu_ms"`
+	PeakRSSMB float64 `json:"peak_rss_mb"`
+}
+
+// slots is C of the bound: the item steps that can run at the same time.
+func (o Options) slots() int { return o.Concurrency * max(o.Workers, 1) }
+
 // Bound explains how bound_s was computed.
 type Bound struct {
 	Formula         string  `json:"formula"`
 	SampledItems    int     `json:"sampled_items"`
+	Slots           int     `json:"slots"` // C = concurrency × workers
 	HostCallsPerIt  float64 `json:"host_calls_per_item"`
 	UpCallsPerItem  float64 `json:"upstream_calls_per_item"`
 	NestedPerItem   float64 `json:"nested_upstream_calls_per_item"`

@@ -108,8 +108,8 @@ func deriveBound(ctx context.Context, cl *apiclient.Client, batchID string, o Op
 			waitedN++
 		}
 	}
-	n, c, kk := float64(o.Items), float64(o.Concurrency), float64(k)
-	b.SampledItems = k
+	n, c, kk := float64(o.Items), float64(o.slots()), float64(k)
+	b.SampledItems, b.Slots = k, o.slots()
 	b.HostCallsPerIt, b.UpCallsPerItem, b.NestedPerItem, b.FaultsPerItem = hostCalls/kk, upCalls/kk, nested/kk, faults/kk
 	b.SlotPreS, b.SlotPostS, b.WaitsPerItem, b.MeasuredSlotS = pre/kk, post/kk, waits/kk, measured/kk
 	s := b.SlotPreS + b.SlotPostS

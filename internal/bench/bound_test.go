@@ -57,6 +57,14 @@ func TestBenchBoundFromEvidence(t *testing.T) {
 	if !near(b.CapacityTermS, 2*4.8) || !near(b.LatencyTermS, 2*3.3+30+1+1.5) {
 		t.Fatalf("bound: capacity %v latency %v", b.CapacityTermS, b.LatencyTermS)
 	}
+	// Two worker processes of one slot each: C = 2.
+	o.Workers = 2
+	if b, err = deriveBound(context.Background(), apiclient.New(srv.URL, "t"), "batch", o); err != nil {
+		t.Fatal(err)
+	}
+	if b.Slots != 2 || !near(b.CapacityTermS, 4.8) || !near(b.LatencyTermS, 3.3+30+1+1.5) {
+		t.Fatalf("two workers: slots %d, capacity %v latency %v", b.Slots, b.CapacityTermS, b.LatencyTermS)
+	}
 }
 
 func TestProcReaders(t *testing.T) {

@@ -126,7 +126,7 @@ func Run(ctx context.Context, o Options, progress io.Writer) (res *Result, err e
 		return nil, fmt.Errorf("redis: %w", err)
 	}
 
-	// api + worker, split mode.
+	// api + workers, split mode.
 	listen, err := freePort()
 	if err != nil {
 		return nil, err
@@ -147,11 +147,25 @@ func Run(ctx context.Context, o Options, progress io.Writer) (res *Result, err e
 	if err := waitReady(ctx, cl, api); err != nil {
 		return nil, err
 	}
-	worker, err := startProc(dir, "worker", o.WorkerBin, env)
-	if err != nil {
-		return nil, err
+	workers := make([]*proc, o.Workers)
+	for i := range workers {
+		name := "worker"
+		if o.Workers > 1 {
+			name = fmt.Sprintf("worker-%d", i+1)
+		}
+		if workers[i], err = startProc(dir, name, o.WorkerBin, env); err != nil {
+			return nil, err
+		}
+		procs = append(procs, workers[i])
 	}
-	procs = append(procs, worker)
+	workersAlive := func() bool {
+		for _, w := range workers {
+			if !w.alive() {
+				return false
+			}
+		}
+		return true
+	}
 
 	var host struct {
 		ID string `json:"id"`
@@ -159,9 +173,9 @@ func Run(ctx context.Context, o Options, progress io.Writer) (res *Result, err e
 	if _, err := cl.Do(ctx, "POST", "/api/v1/hosts", nil, map[string]any{"name": "bench-host", "admin_url": sim.HostURL, "admin_api_key": sim.AdminKey}, &host); err != nil {
 		return nil, fmt.Errorf("register host: %w", err)
 	}
-	time.Sleep(500 * time.Millisecond) // let the worker settle (first sweep)
-	if !worker.alive() {
-		return nil, errors.New("the worker exited at start")
+	time.Sleep(500 * time.Millisecond) // let the workers settle (first sweep)
+	if !workersAlive() {
+		return nil, errors.New("a worker exited at start")
 	}
 
 	items := make([]map[string]any, o.Items)
@@ -179,10 +193,13 @@ func Run(ctx context.Context, o Options, progress io.Writer) (res *Result, err e
 
 	loadStart := loadAvg()
 	apiCPU0, _ := procCPU(api.cmd.Process.Pid)
-	workerCPU0, _ := procCPU(worker.cmd.Process.Pid)
+	workerCPU0 := make([]time.Duration, len(workers))
+	for i, w := range workers {
+		workerCPU0[i], _ = procCPU(w.cmd.Process.Pid)
+	}
 	redisCPU0, _ := procCPU(rp.cmd.Process.Pid)
-	logf("submitting %d items (mode %s, concurrency %d, host latency %s, upstream latency %s, warm-up %s, fault rate %g)",
-		o.Items, o.Mode, o.Concurrency, o.HostLatency, o.UpstreamLatency, o.Warmup, o.FaultRate)
+	logf("submitting %d items (mode %s, %d worker(s) × concurrency %d, host latency %s, upstream latency %s, warm-up %s, fault rate %g)",
+		o.Items, o.Mode, o.Workers, o.Concurrency, o.HostLatency, o.UpstreamLatency, o.Warmup, o.FaultRate)
 	started := time.Now()
 	var sub struct {
 		Batch struct {
@@ -207,7 +224,7 @@ func Run(ctx context.Context, o Options, progress io.Writer) (res *Result, err e
 			final = bv
 			return true, nil
 		}
-		if !worker.alive() || !api.alive() {
+		if !workersAlive() || !api.alive() {
 			return false, errors.New("a control-plane process exited during the run")
 		}
 		return false, nil
@@ -224,14 +241,20 @@ func Run(ctx context.Context, o Options, progress io.Writer) (res *Result, err e
 		wall = final.FinishedAt.Sub(started)
 	}
 	apiCPU1, _ := procCPU(api.cmd.Process.Pid)
-	workerCPU1, _ := procCPU(worker.cmd.Process.Pid)
+	var workerCPU time.Duration
+	perWorker := make([]ProcStats, len(workers))
+	for i, w := range workers {
+		c, _ := procCPU(w.cmd.Process.Pid)
+		workerCPU += c - workerCPU0[i]
+		perWorker[i] = ProcStats{Name: w.name, CPUMs: ms(c - workerCPU0[i])}
+	}
 	redisCPU1, _ := procCPU(rp.cmd.Process.Pid)
 	logf("batch %s: %s in %.1fs", sub.Batch.ID, final.Status, wall.Seconds())
 
 	r := &Result{Items: o.Items, WallS: wall.Seconds(), ItemsPerS: float64(o.Items) / wall.Seconds(),
-		APICPUMs: ms(apiCPU1 - apiCPU0), WorkerCPUMs: ms(workerCPU1 - workerCPU0), RedisCPUMs: ms(redisCPU1 - redisCPU0),
+		APICPUMs: ms(apiCPU1 - apiCPU0), WorkerCPUMs: ms(workerCPU), WorkerProcs: perWorker, RedisCPUMs: ms(redisCPU1 - redisCPU0),
 		Status: final.Status, Counts: final.Counts,
-		Config: Config{Items: o.Items, Mode: o.Mode, Concurrency: o.Concurrency, HostLatencyMS: ms(o.HostLatency), UpstreamLatMS: ms(o.UpstreamLatency),
+		Config: Config{Items: o.Items, Mode: o.Mode, Concurrency: o.Concurrency, Workers: o.Workers, HostLatencyMS: ms(o.HostLatency), UpstreamLatMS: ms(o.UpstreamLatency),
 			WarmupS: o.Warmup.Seconds(), FaultRate: o.FaultRate, Profile: o.HostProfile, Provider: o.Provider, WindowSchedule: o.WindowSchedule,
 			WindowDeadlineS: o.WindowDeadline.Seconds()},
 		Machine: machine()}
@@ -249,10 +272,13 @@ func Run(ctx context.Context, o Options, progress io.Writer) (res *Result, err e
 	r.Bound = b
 	r.BoundS = math.Max(b.CapacityTermS, b.LatencyTermS)
 	r.Efficiency = r.BoundS / r.WallS
-	r.WorkerPeakRSSMB = procHWM(worker.cmd.Process.Pid)
-	worker.stop(25 * time.Second)
+	for i, w := range workers {
+		r.WorkerProcs[i].PeakRSSMB = procHWM(w.cmd.Process.Pid)
+		r.WorkerPeakRSSMB = math.Max(r.WorkerPeakRSSMB, r.WorkerProcs[i].PeakRSSMB)
+	}
+	stopAll(workers, 25*time.Second)
 
-	// 10 000-item submit and the batch-detail latency, worker stopped.
+	// 10 000-item submit and the batch-detail latency, workers stopped.
 	if o.SubmitItems > 0 {
 		big := make([]map[string]any, o.SubmitItems)
 		for i := range big {
@@ -262,7 +288,7 @@ func Run(ctx context.Context, o Options, progress io.Writer) (res *Result, err e
 		if err != nil {
 			return nil, err
 		}
-		logf("submitting a %d-item batch (mode none, dry run; worker stopped)", o.SubmitItems)
+		logf("submitting a %d-item batch (mode none, dry run; workers stopped)", o.SubmitItems)
 		t0 := time.Now()
 		var bigSub struct {
 			Batch struct {

@@ -18,14 +18,16 @@ const benchHelp = `Runs a load benchmark on built binaries. Build them first:
 
 The api, worker and crmsim binaries are taken from beside crmctl's own executable
 (symlinks resolved), else from ./bin/; --api-bin, --worker-bin and --crmsim-bin override.
+
 It starts crmsim (simulated host + providers, own process, the configured latencies,
-warm-up and fault rate), a private redis-server (from PATH, no persistence) and the api
-and worker processes in split mode on SQLite in a temporary directory; registers the
-host; submits N items and polls until the batch is done. It then prints items/s, the
-wall time, the bound, efficiency = bound/wall, the control-plane CPU per item (utime +
-stime of api + worker from /proc), their peak RSS (VmHWM), and — with the worker
-stopped — the time the API takes to accept a 10 000-item batch (mode none, dry_run)
-and p50/p99 of GET /api/v1/batches/{id} and /items?page_size=100 on that batch.
+warm-up and fault rate), a private redis-server (from PATH, no persistence), the api
+and --workers worker processes (each with --concurrency slots) in split mode on SQLite
+in a temporary directory; registers the host; submits N items and polls until the
+batch is done. It then prints items/s, the wall time, the bound, efficiency =
+bound/wall, the control-plane CPU per item (utime + stime of the api and all workers
+from /proc), their peak RSS (VmHWM), and — with the workers stopped — the time the
+API takes to accept a 10 000-item batch (mode none, dry_run) and p50/p99 of
+GET /api/v1/batches/{id} and /items?page_size=100 on that batch.
 
 The bound is the wall time an ideal scheduler would need given the configured
 latencies. The per-item call sequence is read from the evidence the product stores
@@ -35,9 +37,9 @@ itself calls the upstream (account test, gateway chat) another Lu, and a host ca
 answered 5xx/no answer (a fault, retried by the client) at least 200 ms of back-off.
 S_pre is that slot time up to and including the first attempt that waited for the
 warm-up, S_post the slot time after the last wait, S = S_pre + S_post (re-checks that
-ran before the warm-up was over are not part of the ideal). With N items, worker
-concurrency C, warm-up W and asynq's scheduling granularity g = 1 s (scheduled tasks
-are stored in whole seconds and forwarded every second):
+ran before the warm-up was over are not part of the ideal). With N items, C slots
+(C = concurrency × workers), warm-up W and asynq's scheduling granularity g = 1 s
+(scheduled tasks are stored in whole seconds and forwarded every second):
 
   bound = max(N·S/C, N·S_pre/C + W + g + S_post)     when items wait for a warm-up
   bound = max(N·S/C, S)                              otherwise
@@ -51,7 +53,8 @@ func (e *env) bench(fs *flag.FlagSet) func(pos []string) error {
 	var jsonOut bool
 	fs.IntVar(&o.Items, "items", 200, "number of items to submit")
 	fs.StringVar(&o.Mode, "mode", "self_service", "access mode of the batch: self_service or none")
-	fs.IntVar(&o.Concurrency, "concurrency", 10, "worker concurrency (CRM_WORKER_CONCURRENCY)")
+	fs.IntVar(&o.Concurrency, "concurrency", 10, "slots of each worker process (CRM_WORKER_CONCURRENCY)")
+	fs.IntVar(&o.Workers, "workers", 1, "worker processes (the bound's C is concurrency × workers)")
 	fs.DurationVar(&o.HostLatency, "host-latency", 20*time.Millisecond, "latency of every simulated host request")
 	fs.DurationVar(&o.UpstreamLatency, "upstream-latency", 50*time.Millisecond, "latency of every simulated upstream answer")
 	fs.DurationVar(&o.Warmup, "warmup", 0, "gateway warm-up of every account, from its first gateway use (mode self_service)")
@@ -96,8 +99,8 @@ func (e *env) bench(fs *flag.FlagSet) func(pos []string) error {
 
 func printBench(w io.Writer, r *bench.Result) {
 	c := r.Config
-	fmt.Fprintf(w, "crmctl bench: %d items, mode %s, worker concurrency %d, host latency %gms, upstream latency %gms, warm-up %gs, fault rate %g\n",
-		r.Items, c.Mode, c.Concurrency, c.HostLatencyMS, c.UpstreamLatMS, c.WarmupS, c.FaultRate)
+	fmt.Fprintf(w, "crmctl bench: %d items, mode %s, %d worker(s) × concurrency %d, host latency %gms, upstream latency %gms, warm-up %gs, fault rate %g\n",
+		r.Items, c.Mode, c.Workers, c.Concurrency, c.HostLatencyMS, c.UpstreamLatMS, c.WarmupS, c.FaultRate)
 	fmt.Fprintf(w, "machine: %d CPUs, %s, %s, load average %s at the start, %s at the end\n", r.Machine.CPUs, r.Machine.MemTotal, r.Machine.GoVersion,
 		r.Machine.LoadStart, r.Machine.LoadEnd)
 	fmt.Fprintf(w, "batch: %s %v\n", r.Status, r.Counts)
@@ -111,8 +114,13 @@ func printBench(w io.Writer, r *bench.Result) {
 	fmt.Fprintf(w, "efficiency:        %.3f (bound/wall)\n", r.Efficiency)
 	fmt.Fprintf(w, "cpu per item:      %.2f ms (api %.0f ms + worker %.0f ms; redis %.0f ms not counted)\n", r.CPUMsPerItem, r.APICPUMs, r.WorkerCPUMs, r.RedisCPUMs)
 	fmt.Fprintf(w, "peak RSS:          api %.1f MB, worker %.1f MB\n", r.APIPeakRSSMB, r.WorkerPeakRSSMB)
+	if len(r.WorkerProcs) > 1 {
+		for _, p := range r.WorkerProcs {
+			fmt.Fprintf(w, "  %-16s %.0f ms CPU, peak RSS %.1f MB\n", p.Name+":", p.CPUMs, p.PeakRSSMB)
+		}
+	}
 	if r.SubmitItems > 0 {
-		fmt.Fprintf(w, "submit %d items:  %.3f s (mode none, dry run, worker stopped)\n", r.SubmitItems, r.SubmitS)
+		fmt.Fprintf(w, "submit %d items:  %.3f s (mode none, dry run, workers stopped)\n", r.SubmitItems, r.SubmitS)
 		fmt.Fprintf(w, "batch detail:      p50 %.1f ms, p99 %.1f ms over %d requests (GET batch p50/p99 %.1f/%.1f ms, items page of 100 %.1f/%.1f ms)\n",
 			r.DetailP50Ms, r.DetailP99Ms, r.DetailSamples, r.BatchP50Ms, r.BatchP99Ms, r.ItemsP50Ms, r.ItemsP99Ms)
 	}
