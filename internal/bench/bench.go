@@ -39,7 +39,12 @@ type Options struct {
 	SubmitItems    int // size of the batch whose submit time is measured (0 skips)
 	DetailRequests int // requests per endpoint for the batch-detail percentiles
 
-	APIBin, WorkerBin, SimBin, RedisBin string
+	// DatabaseURL names a PostgreSQL server (postgres://user@host:port/db?sslmode=…) to
+	// run on instead of a temporary SQLite file: a fresh database crm_bench_<random> is
+	// created on it with psql and dropped at the end (unless Keep).
+	DatabaseURL string
+
+	APIBin, WorkerBin, SimBin, RedisBin, PsqlBin string
 
 	Timeout time.Duration // give up when the batch is not done by then
 	Keep    bool          // keep the temporary directory
@@ -62,6 +67,9 @@ func (o *Options) Check() error {
 	if o.Workers < 1 || o.Workers > 64 {
 		return errors.New("--workers must be between 1 and 64")
 	}
+	if o.DatabaseURL != "" && !isPostgres(o.DatabaseURL) {
+		return errors.New("--database-url must be a postgres:// URL (without it the bench runs on a temporary SQLite file)")
+	}
 	if o.WindowSchedule == "" {
 		o.WindowSchedule = "1s"
 		if o.Warmup > 0 {
@@ -80,6 +88,7 @@ type Config struct {
 	Mode            string  `json:"mode"`
 	Concurrency     int     `json:"concurrency"` // per worker process
 	Workers         int     `json:"workers"`
+	Database        string  `json:"database"` // sqlite or postgres
 	HostLatencyMS   float64 `json:"host_latency_ms"`
 	UpstreamLatMS   float64 `json:"upstream_latency_ms"`
 	WarmupS         float64 `json:"warmup_s"`

@@ -105,5 +105,11 @@ func resolveBinaries(o *Options) error {
 			return errors.New("redis-server is not on PATH (pass --redis-server)")
 		}
 	}
+	if o.DatabaseURL != "" && o.PsqlBin == "" {
+		var err error
+		if o.PsqlBin, err = exec.LookPath("psql"); err != nil {
+			return errors.New("psql is not on PATH (pass --psql): --database-url creates and drops its database with it")
+		}
+	}
 	return nil
 }

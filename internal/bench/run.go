@@ -61,9 +61,20 @@ func Run(ctx context.Context, o Options, progress io.Writer) (res *Result, err e
 		return nil, err
 	}
 	var procs []*proc
+	var pg *pgServer
+	dbName, dbURL, database := "", filepath.Join(dir, "crm.db"), "sqlite"
 	defer func() {
 		for i := len(procs) - 1; i >= 0; i-- {
 			procs[i].stop(25 * time.Second)
+		}
+		if dbName != "" && o.Keep {
+			fmt.Fprintf(progress, "bench: database %s kept; drop it with: %s\n", dbName, pg.dropCommand(dbName))
+		} else if dbName != "" {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if derr := pg.drop(ctx, dbName); derr != nil {
+				fmt.Fprintf(progress, "bench: could not drop the database %s: %v\n", dbName, derr)
+			}
 		}
 		if err != nil {
 			for _, p := range procs {
@@ -71,7 +82,11 @@ func Run(ctx context.Context, o Options, progress io.Writer) (res *Result, err e
 			}
 		}
 		if o.Keep || err != nil {
-			fmt.Fprintf(progress, "bench: logs and database kept in %s\n", dir)
+			what := "logs and database"
+			if dbName != "" {
+				what = "logs"
+			}
+			fmt.Fprintf(progress, "bench: %s kept in %s\n", what, dir)
 		} else {
 			os.RemoveAll(dir)
 		}
@@ -126,6 +141,19 @@ func Run(ctx context.Context, o Options, progress io.Writer) (res *Result, err e
 		return nil, fmt.Errorf("redis: %w", err)
 	}
 
+	// The database: a temporary SQLite file, or a fresh PostgreSQL database.
+	if o.DatabaseURL != "" {
+		if pg, err = newPGServer(o.DatabaseURL, o.PsqlBin); err != nil {
+			return nil, err
+		}
+		if dbName, err = pg.create(ctx); err != nil {
+			dbName = ""
+			return nil, fmt.Errorf("create the bench database: %w", err)
+		}
+		dbURL, database = pg.dbURL(dbName), "postgres"
+		logf("running on a fresh PostgreSQL database %s (%s)", dbName, redact(dbURL))
+	}
+
 	// api + workers, split mode.
 	listen, err := freePort()
 	if err != nil {
@@ -133,7 +161,7 @@ func Run(ctx context.Context, o Options, progress io.Writer) (res *Result, err e
 	}
 	token := "bench-token-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	env := []string{
-		"CRM_LISTEN_ADDR=" + listen, "CRM_DATA_DIR=" + dir, "CRM_DATABASE_URL=" + filepath.Join(dir, "crm.db"),
+		"CRM_LISTEN_ADDR=" + listen, "CRM_DATA_DIR=" + dir, "CRM_DATABASE_URL=" + dbURL,
 		"CRM_REDIS_ADDR=" + redisAddr, "CRM_API_TOKEN=" + token, "CRM_MASTER_KEY=bench-master-key-0123456789abcdef",
 		"CRM_WORKER_CONCURRENCY=" + strconv.Itoa(o.Concurrency), "CRM_WINDOW_DEADLINE=" + o.WindowDeadline.String(),
 		"CRM_WINDOW_SCHEDULE=" + o.WindowSchedule, "CRM_SWEEP_INTERVAL=30s", "CRM_ALLOW_PRIVATE_UPSTREAMS=true",
@@ -254,7 +282,7 @@ func Run(ctx context.Context, o Options, progress io.Writer) (res *Result, err e
 	r := &Result{Items: o.Items, WallS: wall.Seconds(), ItemsPerS: float64(o.Items) / wall.Seconds(),
 		APICPUMs: ms(apiCPU1 - apiCPU0), WorkerCPUMs: ms(workerCPU), WorkerProcs: perWorker, RedisCPUMs: ms(redisCPU1 - redisCPU0),
 		Status: final.Status, Counts: final.Counts,
-		Config: Config{Items: o.Items, Mode: o.Mode, Concurrency: o.Concurrency, Workers: o.Workers, HostLatencyMS: ms(o.HostLatency), UpstreamLatMS: ms(o.UpstreamLatency),
+		Config: Config{Items: o.Items, Mode: o.Mode, Concurrency: o.Concurrency, Workers: o.Workers, Database: database, HostLatencyMS: ms(o.HostLatency), UpstreamLatMS: ms(o.UpstreamLatency),
 			WarmupS: o.Warmup.Seconds(), FaultRate: o.FaultRate, Profile: o.HostProfile, Provider: o.Provider, WindowSchedule: o.WindowSchedule,
 			WindowDeadlineS: o.WindowDeadline.Seconds()},
 		Machine: machine()}

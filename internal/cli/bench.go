@@ -22,7 +22,9 @@ The api, worker and crmsim binaries are taken from beside crmctl's own executabl
 It starts crmsim (simulated host + providers, own process, the configured latencies,
 warm-up and fault rate), a private redis-server (from PATH, no persistence), the api
 and --workers worker processes (each with --concurrency slots) in split mode on SQLite
-in a temporary directory; registers the host; submits N items and polls until the
+in a temporary directory — or, with --database-url naming a PostgreSQL server, on a
+fresh database crm_bench_<random> it creates there with psql and drops at the end
+(never on the database the URL names); registers the host; submits N items and polls until the
 batch is done. It then prints items/s, the wall time, the bound, efficiency =
 bound/wall, the control-plane CPU per item (utime + stime of the api and all workers
 from /proc), their peak RSS (VmHWM), and — with the workers stopped — the time the
@@ -70,8 +72,10 @@ func (e *env) bench(fs *flag.FlagSet) func(pos []string) error {
 	fs.StringVar(&o.WorkerBin, "worker-bin", "", "worker binary (default: the worker beside crmctl, else ./bin/worker)")
 	fs.StringVar(&o.SimBin, "crmsim-bin", "", "crmsim binary (default: the crmsim beside crmctl, else ./bin/crmsim)")
 	fs.StringVar(&o.RedisBin, "redis-server", "", "redis-server binary (default: from PATH)")
+	fs.StringVar(&o.DatabaseURL, "database-url", "", "a PostgreSQL server (postgres://user@host:5432/postgres?sslmode=disable) to run on instead of SQLite: a fresh database crm_bench_<random> is created on it and dropped at the end")
+	fs.StringVar(&o.PsqlBin, "psql", "", "psql binary, for --database-url (default: from PATH)")
 	fs.DurationVar(&o.Timeout, "timeout", 60*time.Minute, "give up when the batch is not done by then")
-	fs.BoolVar(&o.Keep, "keep", false, "keep the temporary directory (logs, database)")
+	fs.BoolVar(&o.Keep, "keep", false, "keep the temporary directory (logs, SQLite database) and the PostgreSQL database")
 	fs.BoolVar(&jsonOut, "json", false, "print one JSON object")
 	return func(pos []string) error {
 		if len(pos) > 0 {
@@ -101,6 +105,7 @@ func printBench(w io.Writer, r *bench.Result) {
 	c := r.Config
 	fmt.Fprintf(w, "crmctl bench: %d items, mode %s, %d worker(s) × concurrency %d, host latency %gms, upstream latency %gms, warm-up %gs, fault rate %g\n",
 		r.Items, c.Mode, c.Workers, c.Concurrency, c.HostLatencyMS, c.UpstreamLatMS, c.WarmupS, c.FaultRate)
+	fmt.Fprintf(w, "database: %s\n", c.Database)
 	fmt.Fprintf(w, "machine: %d CPUs, %s, %s, load average %s at the start, %s at the end\n", r.Machine.CPUs, r.Machine.MemTotal, r.Machine.GoVersion,
 		r.Machine.LoadStart, r.Machine.LoadEnd)
 	fmt.Fprintf(w, "batch: %s %v\n", r.Status, r.Counts)
