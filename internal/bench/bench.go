@@ -46,6 +46,12 @@ type Options struct {
 
 	APIBin, WorkerBin, SimBin, RedisBin, PsqlBin string
 
+	// PprofDir, when set, receives CPU profiles of the api and every worker covering the
+	// batch run (consecutive windows, <proc>-cpu-<n>.pb.gz) and a heap profile of each
+	// when the batch is done (<proc>-heap.pb.gz), through CRM_PPROF_ADDR.
+	PprofDir    string
+	pprofWindow time.Duration // 0: defaultPprofWindow
+
 	Timeout time.Duration // give up when the batch is not done by then
 	Keep    bool          // keep the temporary directory
 }
@@ -134,6 +140,10 @@ type Result struct {
 
 	Config  Config  `json:"config"`
 	Machine Machine `json:"machine"`
+
+	PprofDir      string   `json:"pprof_dir,omitempty"`
+	PprofFiles    []string `json:"pprof_files,omitempty"`
+	PprofCommands []string `json:"pprof_commands,omitempty"` // how to read them
 }
 
 // ProcStats is one process's share of a run.

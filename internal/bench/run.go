@@ -56,6 +56,11 @@ func Run(ctx context.Context, o Options, progress io.Writer) (res *Result, err e
 	if err := resolveBinaries(&o); err != nil {
 		return nil, err
 	}
+	if o.PprofDir != "" {
+		if o.PprofDir, err = checkPprofDir(o.PprofDir); err != nil {
+			return nil, err
+		}
+	}
 	dir, err := os.MkdirTemp("", "crm-bench-")
 	if err != nil {
 		return nil, err
@@ -166,7 +171,24 @@ func Run(ctx context.Context, o Options, progress io.Writer) (res *Result, err e
 		"CRM_WORKER_CONCURRENCY=" + strconv.Itoa(o.Concurrency), "CRM_WINDOW_DEADLINE=" + o.WindowDeadline.String(),
 		"CRM_WINDOW_SCHEDULE=" + o.WindowSchedule, "CRM_SWEEP_INTERVAL=30s", "CRM_ALLOW_PRIVATE_UPSTREAMS=true",
 	}
-	api, err := startProc(dir, "api", o.APIBin, env)
+	// With --pprof each process serves /debug/pprof on a loopback port of its own.
+	var targets []profTarget
+	procEnv := func(name string) ([]string, error) {
+		if o.PprofDir == "" {
+			return env, nil
+		}
+		addr, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		targets = append(targets, profTarget{name: name, addr: addr})
+		return append(env[:len(env):len(env)], "CRM_PPROF_ADDR="+addr), nil
+	}
+	apiEnv, err := procEnv("api")
+	if err != nil {
+		return nil, err
+	}
+	api, err := startProc(dir, "api", o.APIBin, apiEnv)
 	if err != nil {
 		return nil, err
 	}
@@ -181,7 +203,11 @@ func Run(ctx context.Context, o Options, progress io.Writer) (res *Result, err e
 		if o.Workers > 1 {
 			name = fmt.Sprintf("worker-%d", i+1)
 		}
-		if workers[i], err = startProc(dir, name, o.WorkerBin, env); err != nil {
+		wenv, err := procEnv(name)
+		if err != nil {
+			return nil, err
+		}
+		if workers[i], err = startProc(dir, name, o.WorkerBin, wenv); err != nil {
 			return nil, err
 		}
 		procs = append(procs, workers[i])
@@ -219,6 +245,12 @@ func Run(ctx context.Context, o Options, progress io.Writer) (res *Result, err e
 		return nil, err
 	}
 
+	for _, t := range targets {
+		if err := waitTCP(ctx, t.addr, 10*time.Second); err != nil {
+			return nil, fmt.Errorf("%s pprof listener: %w", t.name, err)
+		}
+	}
+
 	loadStart := loadAvg()
 	apiCPU0, _ := procCPU(api.cmd.Process.Pid)
 	workerCPU0 := make([]time.Duration, len(workers))
@@ -228,6 +260,15 @@ func Run(ctx context.Context, o Options, progress io.Writer) (res *Result, err e
 	redisCPU0, _ := procCPU(rp.cmd.Process.Pid)
 	logf("submitting %d items (mode %s, %d worker(s) × concurrency %d, host latency %s, upstream latency %s, warm-up %s, fault rate %g)",
 		o.Items, o.Mode, o.Workers, o.Concurrency, o.HostLatency, o.UpstreamLatency, o.Warmup, o.FaultRate)
+	var prof *cpuProfiler
+	if o.PprofDir != "" {
+		window := o.pprofWindow
+		if window == 0 {
+			window = defaultPprofWindow
+		}
+		prof = startCPUProfiles(ctx, o.PprofDir, window, targets)
+		defer prof.Stop() // on an early return; a no-op after the Stop below
+	}
 	started := time.Now()
 	var sub struct {
 		Batch struct {
@@ -278,6 +319,23 @@ func Run(ctx context.Context, o Options, progress io.Writer) (res *Result, err e
 	}
 	redisCPU1, _ := procCPU(rp.cmd.Process.Pid)
 	logf("batch %s: %s in %.1fs", sub.Batch.ID, final.Status, wall.Seconds())
+	var profFiles []string
+	if prof != nil {
+		logf("letting the last CPU profile window finish; saving heap profiles")
+		files, perr := prof.Stop()
+		if perr != nil {
+			logf("warning: %v", perr)
+		}
+		for _, t := range targets {
+			f, herr := heapProfile(ctx, o.PprofDir, t)
+			if herr != nil {
+				logf("warning: %v", herr)
+				continue
+			}
+			files = append(files, f)
+		}
+		profFiles = files
+	}
 
 	r := &Result{Items: o.Items, WallS: wall.Seconds(), ItemsPerS: float64(o.Items) / wall.Seconds(),
 		APICPUMs: ms(apiCPU1 - apiCPU0), WorkerCPUMs: ms(workerCPU), WorkerProcs: perWorker, RedisCPUMs: ms(redisCPU1 - redisCPU0),
@@ -287,6 +345,14 @@ func Run(ctx context.Context, o Options, progress io.Writer) (res *Result, err e
 			WindowDeadlineS: o.WindowDeadline.Seconds()},
 		Machine: machine()}
 	r.Machine.LoadStart, r.Machine.LoadEnd = loadStart, loadAvg()
+	if o.PprofDir != "" {
+		r.PprofDir, r.PprofFiles = o.PprofDir, profFiles
+		r.PprofCommands = []string{
+			"go tool pprof -top " + o.WorkerBin + " " + filepath.Join(o.PprofDir, "worker*-cpu-*.pb.gz"),
+			"go tool pprof -top " + o.APIBin + " " + filepath.Join(o.PprofDir, "api-cpu-*.pb.gz"),
+			"go tool pprof -top -sample_index=alloc_space " + o.WorkerBin + " " + filepath.Join(o.PprofDir, "worker*-heap.pb.gz"),
+		}
+	}
 	r.CPUMsPerItem = (r.APICPUMs + r.WorkerCPUMs) / float64(o.Items)
 	if raw, err := httpGetRaw(ctx, sim.StatsURL); err == nil {
 		r.Sim = raw

@@ -31,6 +31,14 @@ from /proc), their peak RSS (VmHWM), and — with the workers stopped — the ti
 API takes to accept a 10 000-item batch (mode none, dry_run) and p50/p99 of
 GET /api/v1/batches/{id} and /items?page_size=100 on that batch.
 
+With --pprof DIR the api and each worker serve /debug/pprof on a free loopback port
+(CRM_PPROF_ADDR). From the submit until the batch is done the bench saves consecutive
+5 s CPU profiles of each process, DIR/<proc>-cpu-<n>.pb.gz (the last window runs to its
+end), then one heap profile of each, DIR/<proc>-heap.pb.gz, and prints the commands
+that read them, e.g. go tool pprof -top bin/worker DIR/worker*-cpu-*.pb.gz (go tool
+pprof merges the windows). DIR must hold no profiles yet. The CPU figures then include
+the profiler's small overhead.
+
 The bound is the wall time an ideal scheduler would need given the configured
 latencies. The per-item call sequence is read from the evidence the product stores
 with every attempt (a sample of --sample items): every host or gateway call costs the
@@ -75,6 +83,7 @@ func (e *env) bench(fs *flag.FlagSet) func(pos []string) error {
 	fs.StringVar(&o.DatabaseURL, "database-url", "", "a PostgreSQL server (postgres://user@host:5432/postgres?sslmode=disable) to run on instead of SQLite: a fresh database crm_bench_<random> is created on it and dropped at the end")
 	fs.StringVar(&o.PsqlBin, "psql", "", "psql binary, for --database-url (default: from PATH)")
 	fs.DurationVar(&o.Timeout, "timeout", 60*time.Minute, "give up when the batch is not done by then")
+	fs.StringVar(&o.PprofDir, "pprof", "", "write CPU profiles of the api and each worker covering the batch run (5 s windows) and a heap profile of each into this directory")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the temporary directory (logs, SQLite database) and the PostgreSQL database")
 	fs.BoolVar(&jsonOut, "json", false, "print one JSON object")
 	return func(pos []string) error {
@@ -122,6 +131,12 @@ func printBench(w io.Writer, r *bench.Result) {
 	if len(r.WorkerProcs) > 1 {
 		for _, p := range r.WorkerProcs {
 			fmt.Fprintf(w, "  %-16s %.0f ms CPU, peak RSS %.1f MB\n", p.Name+":", p.CPUMs, p.PeakRSSMB)
+		}
+	}
+	if r.PprofDir != "" {
+		fmt.Fprintf(w, "profiles:          %d files in %s (CPU in 5 s windows during the batch run, heap when it was done); read them with:\n", len(r.PprofFiles), r.PprofDir)
+		for _, c := range r.PprofCommands {
+			fmt.Fprintf(w, "                   %s\n", c)
 		}
 	}
 	if r.SubmitItems > 0 {
