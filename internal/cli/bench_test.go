@@ -3,15 +3,8 @@ package cli
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"math"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/cn-relay-manager/cn-relay-manager/internal/apiclient"
 )
 
 func TestBenchHelpExplainsTheBound(t *testing.T) {
@@ -23,63 +16,5 @@ func TestBenchHelpExplainsTheBound(t *testing.T) {
 	code = Run(context.Background(), []string{"bench", "--items", "0"}, strings.NewReader(""), &out, &errb)
 	if code != ExitUsage {
 		t.Fatalf("--items 0: exit %d", code)
-	}
-}
-
-func TestBenchBoundFromEvidence(t *testing.T) {
-	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	ex := func(target, path string, status int) map[string]any {
-		return map[string]any{"target": target, "method": "GET", "path": path, "status": status}
-	}
-	att := func(outcome string, at time.Time, ev ...map[string]any) map[string]any {
-		return map[string]any{"outcome": outcome, "evidence": ev, "started_at": at, "finished_at": at.Add(time.Second)}
-	}
-	// import: 2 upstream + 1 host; probe: account test (nested upstream); closure: one
-	// wait, an early re-check, then the chat through the gateway (nested upstream).
-	attempts := []map[string]any{
-		att("ok", t0, ex("upstream", "/models", 200), ex("upstream", "/chat/completions", 200), ex("host", "/api/v1/admin/accounts", 200)),
-		att("ok", t0.Add(2*time.Second), ex("host", "/api/v1/admin/accounts/1/test", 200)),
-		att("waiting", t0.Add(3*time.Second), ex("gateway", "/v1/models", 200)),
-		att("waiting", t0.Add(30*time.Second), ex("gateway", "/v1/models", 200)),
-		att("ok", t0.Add(40*time.Second), ex("host", "/api/v1/admin/users/2", 500), ex("host", "/api/v1/admin/users/2", 200), ex("gateway", "/v1/chat/completions", 200)),
-	}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch {
-		case strings.HasSuffix(r.URL.Path, "/items"):
-			if r.URL.Query().Get("page") != "1" {
-				_ = json.NewEncoder(w).Encode(map[string]any{"items": []any{}})
-				return
-			}
-			_ = json.NewEncoder(w).Encode(map[string]any{"items": []any{map[string]any{"id": "a"}, map[string]any{"id": "b"}}})
-		default:
-			_ = json.NewEncoder(w).Encode(map[string]any{"attempts": attempts})
-		}
-	}))
-	defer srv.Close()
-	o := benchOpts{items: 2, concurrency: 1, sample: 2, hostLat: 100 * time.Millisecond, upLat: time.Second, warmup: 30 * time.Second}
-	b, err := benchDeriveBound(context.Background(), apiclient.New(srv.URL, "t"), "batch", o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// pre: 2 up (2 s) + host (0.1) + test (0.1 + 1 nested) + models (0.1) = 3.3 s
-	// post: 2 host (0.2) + fault back-off (0.2) + chat (0.1 + 1 nested) = 1.5 s
-	near := func(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
-	if !near(b.SlotPreS, 3.3) || !near(b.SlotPostS, 1.5) || !near(b.FaultsPerItem, 1) || !near(b.NestedPerItem, 2) {
-		t.Fatalf("bound terms: %+v", b)
-	}
-	if !near(b.CapacityTermS, 2*4.8) || !near(b.LatencyTermS, 2*3.3+30+1+1.5) {
-		t.Fatalf("bound: capacity %v latency %v", b.CapacityTermS, b.LatencyTermS)
-	}
-}
-
-func TestProcReaders(t *testing.T) {
-	if _, err := procCPU(1); err != nil {
-		t.Skip("no /proc:", err)
-	}
-	if pct([]float64{5, 1, 3, 2, 4}, 50) != 3 || pct([]float64{5, 1, 3, 2, 4}, 99) != 5 {
-		t.Fatal("pct")
-	}
-	if s, err := parseScheduleSeconds("31s, 1s"); err != nil || len(s) != 2 || s[0] != 31 {
-		t.Fatalf("schedule: %v %v", s, err)
 	}
 }
