@@ -64,6 +64,12 @@ func (f *inflight) reset() {
 	f.total.Store(0)
 }
 
+func (f *inflight) inFlight(key string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.now[key]
+}
+
 func (f *inflight) peakOf(key string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()

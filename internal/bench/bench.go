@@ -24,6 +24,9 @@ type Options struct {
 	Mode        string // access mode of the batch: self_service, subscription or none
 	Concurrency int    // slots of each worker process (CRM_WORKER_CONCURRENCY)
 	Workers     int    // worker processes (0 means 1)
+	// HostCap and UpstreamCap are CRM_HOST_CONCURRENCY and CRM_UPSTREAM_CONCURRENCY of the
+	// run (0 = unlimited): the bound counts them when they are tighter than the slots.
+	HostCap, UpstreamCap int
 
 	HostLatency     time.Duration // latency of every simulated host request
 	UpstreamLatency time.Duration // latency of every simulated upstream answer
@@ -70,6 +73,9 @@ func (o *Options) Check() error {
 	if o.Workers == 0 {
 		o.Workers = 1
 	}
+	if o.HostCap < 0 || o.UpstreamCap < 0 {
+		return errors.New("--host-concurrency and --upstream-concurrency must be 0 (unlimited) or more")
+	}
 	if o.Workers < 1 || o.Workers > 64 {
 		return errors.New("--workers must be between 1 and 64")
 	}
@@ -94,6 +100,8 @@ type Config struct {
 	Mode            string  `json:"mode"`
 	Concurrency     int     `json:"concurrency"` // per worker process
 	Workers         int     `json:"workers"`
+	HostCap         int     `json:"host_concurrency"`
+	UpstreamCap     int     `json:"upstream_concurrency"`
 	Database        string  `json:"database"` // sqlite or postgres
 	HostLatencyMS   float64 `json:"host_latency_ms"`
 	UpstreamLatMS   float64 `json:"upstream_latency_ms"`
@@ -158,18 +166,22 @@ func (o Options) slots() int { return o.Concurrency * max(o.Workers, 1) }
 
 // Bound explains how bound_s was computed.
 type Bound struct {
-	Formula         string  `json:"formula"`
-	SampledItems    int     `json:"sampled_items"`
-	Slots           int     `json:"slots"` // C = concurrency × workers
-	HostCallsPerIt  float64 `json:"host_calls_per_item"`
-	UpCallsPerItem  float64 `json:"upstream_calls_per_item"`
-	NestedPerItem   float64 `json:"nested_upstream_calls_per_item"`
-	FaultsPerItem   float64 `json:"faults_per_item"`
-	SlotPreS        float64 `json:"slot_pre_s"`
-	SlotPostS       float64 `json:"slot_post_s"`
-	WaitS           float64 `json:"wait_s"`
-	GranularityS    float64 `json:"granularity_s"`
-	CapacityTermS   float64 `json:"capacity_term_s"`
+	Formula        string  `json:"formula"`
+	SampledItems   int     `json:"sampled_items"`
+	Slots          int     `json:"slots"` // C = concurrency × workers
+	HostCallsPerIt float64 `json:"host_calls_per_item"`
+	UpCallsPerItem float64 `json:"upstream_calls_per_item"`
+	NestedPerItem  float64 `json:"nested_upstream_calls_per_item"`
+	FaultsPerItem  float64 `json:"faults_per_item"`
+	SlotPreS       float64 `json:"slot_pre_s"`
+	SlotPostS      float64 `json:"slot_post_s"`
+	WaitS          float64 `json:"wait_s"`
+	GranularityS   float64 `json:"granularity_s"`
+	CapacityTermS  float64 `json:"capacity_term_s"`
+	// CapTermS is the slot time the configured caps allow: every step holds a host slot
+	// (N·S/H) and the import step an upstream slot for its probe (N·S_up/U).
+	CapTermS        float64 `json:"cap_term_s"`
+	SlotUpstreamS   float64 `json:"slot_upstream_s"` // S_up: direct upstream call time per item
 	LatencyTermS    float64 `json:"latency_term_s"`
 	WaitsPerItem    float64 `json:"waits_per_item"`
 	MeasuredSlotS   float64 `json:"measured_slot_s_per_item"`

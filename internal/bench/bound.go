@@ -52,7 +52,7 @@ func deriveBound(ctx context.Context, cl *apiclient.Client, batchID string, o Op
 	lh, lu := o.HostLatency.Seconds(), o.UpstreamLatency.Seconds()
 	const backoff = 0.2 // the host client's first retry delay (at least)
 	var b Bound
-	var pre, post, hostCalls, upCalls, nested, faults, waits, measured, waited float64
+	var pre, post, upSlot, hostCalls, upCalls, nested, faults, waits, measured, waited float64
 	waitedN := 0
 	for j := 0; j < k; j++ {
 		id := ids[j*len(ids)/k]
@@ -79,6 +79,7 @@ func deriveBound(ctx context.Context, cl *apiclient.Client, batchID string, o Op
 				case "upstream":
 					slot += lu
 					upCalls++
+					upSlot += lu
 				default: // host, gateway
 					slot += lh
 					hostCalls++
@@ -114,14 +115,21 @@ func deriveBound(ctx context.Context, cl *apiclient.Client, batchID string, o Op
 	b.SlotPreS, b.SlotPostS, b.WaitsPerItem, b.MeasuredSlotS = pre/kk, post/kk, waits/kk, measured/kk
 	s := b.SlotPreS + b.SlotPostS
 	b.CapacityTermS = n * s / c
+	b.SlotUpstreamS = upSlot / kk
+	if o.HostCap > 0 {
+		b.CapTermS = n * s / float64(o.HostCap)
+	}
+	if o.UpstreamCap > 0 {
+		b.CapTermS = max(b.CapTermS, n*b.SlotUpstreamS/float64(o.UpstreamCap))
+	}
 	if waitedN > 0 && o.Warmup > 0 {
 		b.WaitS, b.GranularityS = o.Warmup.Seconds(), 1
 		b.MeasuredWaitedS = waited / float64(waitedN)
 		b.LatencyTermS = n*b.SlotPreS/c + b.WaitS + b.GranularityS + b.SlotPostS
-		b.Formula = "max(N*S/C, N*S_pre/C + W + g + S_post)"
+		b.Formula = "max(N*S/C, N*S_pre/C + W + g + S_post, N*S/H, N*S_up/U)"
 	} else {
 		b.LatencyTermS = s
-		b.Formula = "max(N*S/C, S)"
+		b.Formula = "max(N*S/C, S, N*S/H, N*S_up/U)"
 	}
 	return b, nil
 }

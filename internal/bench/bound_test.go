@@ -65,6 +65,25 @@ func TestBenchBoundFromEvidence(t *testing.T) {
 	if b.Slots != 2 || !near(b.CapacityTermS, 4.8) || !near(b.LatencyTermS, 3.3+30+1+1.5) {
 		t.Fatalf("two workers: slots %d, capacity %v latency %v", b.Slots, b.CapacityTermS, b.LatencyTermS)
 	}
+	if b.CapTermS != 0 || !near(b.SlotUpstreamS, 2) {
+		t.Fatalf("no caps configured: cap term %v, S_up %v", b.CapTermS, b.SlotUpstreamS)
+	}
+	// Caps tighter than the slots: a host cap of 1 serialises every step (N·S/H), an
+	// upstream cap of 1 the probes' direct calls (N·S_up/U = 2 × 2 s).
+	o.HostCap, o.UpstreamCap = 1, 0
+	if b, err = deriveBound(context.Background(), apiclient.New(srv.URL, "t"), "batch", o); err != nil {
+		t.Fatal(err)
+	}
+	if !near(b.CapTermS, 2*4.8) {
+		t.Fatalf("host cap 1: cap term %v, want %v", b.CapTermS, 2*4.8)
+	}
+	o.HostCap, o.UpstreamCap, o.Workers = 0, 1, 8
+	if b, err = deriveBound(context.Background(), apiclient.New(srv.URL, "t"), "batch", o); err != nil {
+		t.Fatal(err)
+	}
+	if !near(b.CapTermS, 2*2.0) {
+		t.Fatalf("upstream cap 1: cap term %v, want 4", b.CapTermS)
+	}
 }
 
 func TestProcReaders(t *testing.T) {

@@ -168,7 +168,8 @@ func Run(ctx context.Context, o Options, progress io.Writer) (res *Result, err e
 	env := []string{
 		"CRM_LISTEN_ADDR=" + listen, "CRM_DATA_DIR=" + dir, "CRM_DATABASE_URL=" + dbURL,
 		"CRM_REDIS_ADDR=" + redisAddr, "CRM_API_TOKEN=" + token, "CRM_MASTER_KEY=bench-master-key-0123456789abcdef",
-		"CRM_WORKER_CONCURRENCY=" + strconv.Itoa(o.Concurrency), "CRM_WINDOW_DEADLINE=" + o.WindowDeadline.String(),
+		"CRM_WORKER_CONCURRENCY=" + strconv.Itoa(o.Concurrency),
+		"CRM_HOST_CONCURRENCY=" + strconv.Itoa(o.HostCap), "CRM_UPSTREAM_CONCURRENCY=" + strconv.Itoa(o.UpstreamCap), "CRM_WINDOW_DEADLINE=" + o.WindowDeadline.String(),
 		"CRM_WINDOW_SCHEDULE=" + o.WindowSchedule, "CRM_SWEEP_INTERVAL=30s", "CRM_ALLOW_PRIVATE_UPSTREAMS=true",
 	}
 	// With --pprof each process serves /debug/pprof on a loopback port of its own.
@@ -340,7 +341,7 @@ func Run(ctx context.Context, o Options, progress io.Writer) (res *Result, err e
 	r := &Result{Items: o.Items, WallS: wall.Seconds(), ItemsPerS: float64(o.Items) / wall.Seconds(),
 		APICPUMs: ms(apiCPU1 - apiCPU0), WorkerCPUMs: ms(workerCPU), WorkerProcs: perWorker, RedisCPUMs: ms(redisCPU1 - redisCPU0),
 		Status: final.Status, Counts: final.Counts,
-		Config: Config{Items: o.Items, Mode: o.Mode, Concurrency: o.Concurrency, Workers: o.Workers, Database: database, HostLatencyMS: ms(o.HostLatency), UpstreamLatMS: ms(o.UpstreamLatency),
+		Config: Config{Items: o.Items, Mode: o.Mode, Concurrency: o.Concurrency, Workers: o.Workers, HostCap: o.HostCap, UpstreamCap: o.UpstreamCap, Database: database, HostLatencyMS: ms(o.HostLatency), UpstreamLatMS: ms(o.UpstreamLatency),
 			WarmupS: o.Warmup.Seconds(), FaultRate: o.FaultRate, Profile: o.HostProfile, Provider: o.Provider, WindowSchedule: o.WindowSchedule,
 			WindowDeadlineS: o.WindowDeadline.Seconds()},
 		Machine: machine()}
@@ -364,7 +365,7 @@ func Run(ctx context.Context, o Options, progress io.Writer) (res *Result, err e
 		return nil, fmt.Errorf("derive the bound: %w", err)
 	}
 	r.Bound = b
-	r.BoundS = math.Max(b.CapacityTermS, b.LatencyTermS)
+	r.BoundS = math.Max(math.Max(b.CapacityTermS, b.LatencyTermS), b.CapTermS)
 	r.Efficiency = r.BoundS / r.WallS
 	for i, w := range workers {
 		r.WorkerProcs[i].PeakRSSMB = procHWM(w.cmd.Process.Pid)

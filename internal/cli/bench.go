@@ -51,11 +51,15 @@ ran before the warm-up was over are not part of the ideal). With N items, C slot
 (C = concurrency × workers), warm-up W and asynq's scheduling granularity g = 1 s
 (scheduled tasks are stored in whole seconds and forwarded every second):
 
-  bound = max(N·S/C, N·S_pre/C + W + g + S_post)     when items wait for a warm-up
-  bound = max(N·S/C, S)                              otherwise
+  bound = max(N·S/C, N·S_pre/C + W + g + S_post, N·S/H, N·S_up/U)   when items wait for a warm-up
+  bound = max(N·S/C, S, N·S/H, N·S_up/U)                            otherwise
 
 The first term is the slot time the work needs with C slots; the second is the last
 item to finish its pre-wait work (no earlier than N·S_pre/C) waiting W and finishing.
+The last two are the concurrency caps the run is configured with: every step holds a
+slot of the host's cap H (--host-concurrency), and the import step a slot of the
+upstream's cap U (--upstream-concurrency) for its probe, whose direct upstream calls
+take S_up per item.
 The warm-up only shows on the gateway, so it applies to mode self_service, not none.`
 
 func (e *env) bench(fs *flag.FlagSet) func(pos []string) error {
@@ -65,6 +69,8 @@ func (e *env) bench(fs *flag.FlagSet) func(pos []string) error {
 	fs.StringVar(&o.Mode, "mode", "self_service", "access mode of the batch: self_service or none")
 	fs.IntVar(&o.Concurrency, "concurrency", 10, "slots of each worker process (CRM_WORKER_CONCURRENCY)")
 	fs.IntVar(&o.Workers, "workers", 1, "worker processes (the bound's C is concurrency × workers)")
+	fs.IntVar(&o.HostCap, "host-concurrency", 16, "CRM_HOST_CONCURRENCY of the run: steps against the host at once, all workers (0 = unlimited)")
+	fs.IntVar(&o.UpstreamCap, "upstream-concurrency", 8, "CRM_UPSTREAM_CONCURRENCY of the run: probes of the provider at once, all workers (0 = unlimited)")
 	fs.DurationVar(&o.HostLatency, "host-latency", 20*time.Millisecond, "latency of every simulated host request")
 	fs.DurationVar(&o.UpstreamLatency, "upstream-latency", 50*time.Millisecond, "latency of every simulated upstream answer")
 	fs.DurationVar(&o.Warmup, "warmup", 0, "gateway warm-up of every account, from its first gateway use (mode self_service)")

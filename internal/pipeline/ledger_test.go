@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/cn-relay-manager/cn-relay-manager/internal/host"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/limit"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/sim/upstreamsim"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/step"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
@@ -262,5 +263,43 @@ func TestReconcileRepairSafeDrift(t *testing.T) {
 	}
 	if len(again.Findings) != 0 {
 		t.Fatalf("still drifting after repair: %+v", again.Findings)
+	}
+}
+
+// fullLimiter refuses every slot, as a full cap does.
+type fullLimiter struct{ waiters []string }
+
+func (l *fullLimiter) Acquire(context.Context, string, int) (func(), error) {
+	return nil, errors.New("Acquire must not be used by a step")
+}
+
+func (l *fullLimiter) TryAcquire(_ context.Context, key string, n int, waiter string) (func(), error) {
+	l.waiters = append(l.waiters, waiter)
+	return nil, &limit.Busy{Key: key, Limit: n, Queued: true}
+}
+
+// A step whose cap is full returns at once with the *limit.Busy, having written nothing
+// and called no one: it waits in the cap's list under its task ID, not in its slot.
+func TestStepOnAFullCapChangesNothing(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	lim := &fullLimiter{}
+	h.eng.Limiter = lim
+	h.eng.Settings.HostConcurrency = 4
+	_, items := h.submit(ModeNone, itemSpec{provider: "deepseek", key: "sk-limit-000000000011", mode: upstreamsim.ModeOK, models: []string{"deepseek-flash"}})
+	it := items[0]
+	dec, err := h.eng.Run(context.Background(), it.Step, it.ID, it.Seq)
+	if b, busy := limit.IsBusy(err); !busy || !b.Queued || dec.Next != "" {
+		t.Fatalf("Run on a full cap: decision %+v, error %v", dec, err)
+	}
+	if len(lim.waiters) != 1 || lim.waiters[0] != step.TaskID(it.Step, it.ID, it.Seq) {
+		t.Fatalf("waiter names %v", lim.waiters)
+	}
+	got, _ := h.store.GetItem(context.Background(), it.ID)
+	atts, _ := h.store.ListAttempts(context.Background(), it.ID)
+	if got.Seq != it.Seq || got.Step != it.Step || got.Status != it.Status || len(atts) != 0 || len(got.Capability) != 0 {
+		t.Fatalf("a refused step changed the item (%d/%s/%s), wrote %d attempts or probed (%v)", got.Seq, got.Step, got.Status, len(atts), got.Capability)
+	}
+	if c := h.hs.Counts(); c.Groups+c.Accounts != 0 {
+		t.Fatalf("a refused step wrote to the host: %+v", c)
 	}
 }

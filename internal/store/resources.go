@@ -24,12 +24,18 @@ func (s *Store) EnsureIntent(ctx context.Context, r *Resource) (*Resource, error
 	if r.Details == nil {
 		r.Details = map[string]any{}
 	}
+	// A pooled object (group, user, key) is asked for by every item: read first, so that
+	// only the first asker writes.
+	if got, err := s.FindResource(ctx, r.HostID, r.Type, r.Name); err == nil {
+		return got, nil
+	} else if !errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("ledger read %s %s: %w", r.Type, r.Name, err)
+	}
 	if _, err := s.DB.NewInsert().Model(r).On("CONFLICT (host_id, resource_type, name) DO NOTHING").Exec(ctx); err != nil {
 		return nil, fmt.Errorf("ledger intent %s %s: %w", r.Type, r.Name, err)
 	}
-	got := new(Resource)
-	if err := s.DB.NewSelect().Model(got).Where("host_id = ?", r.HostID).Where("resource_type = ?", r.Type).
-		Where("name = ?", r.Name).Scan(ctx); err != nil {
+	got, err := s.FindResource(ctx, r.HostID, r.Type, r.Name)
+	if err != nil {
 		return nil, fmt.Errorf("ledger read %s %s: %w", r.Type, r.Name, err)
 	}
 	return got, nil

@@ -1,0 +1,154 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/cn-relay-manager/cn-relay-manager/internal/config"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/secret"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/sim/hostsim"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/sim/upstreamsim"
+	"github.com/cn-relay-manager/cn-relay-manager/internal/step"
+	"github.com/cn-relay-manager/cn-relay-manager/jobs"
+
+	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
+)
+
+// A step that finds its concurrency cap full gives its worker slot back instead of
+// waiting in it (issue 17): with an upstream cap of 1 and 4 worker slots, the imports of
+// one provider run one at a time, and the other slots are free for other work, not
+// occupied by imports blocked on the cap. Every item still finishes (the release of the
+// slot wakes the next waiter), the cap is never exceeded, and no waiter is left behind.
+func TestStepsWaitingForACapHoldNoWorkerSlot(t *testing.T) {
+	const n = 6
+	upSim := upstreamsim.New(upstreamsim.Options{})
+	up := newInflight(upSim)                      // counts our own (direct) calls only: the cap is ours
+	up.delay.Store(int64(100 * time.Millisecond)) // a probe (6 calls) holds the cap ~0.6 s
+	upSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Test-From-Host") != "" {
+			upSim.ServeHTTP(w, r) // the host's account test, not capped by us
+			return
+		}
+		up.ServeHTTP(w, r)
+	}))
+	defer upSrv.Close()
+	adminKey := "admin-" + secret.RandomToken(32)
+	hs := hostsim.New(hostsim.Options{AdminAPIKey: adminKey, UpstreamClient: &http.Client{Transport: markHost{}}})
+	hostSrv := httptest.NewServer(hs)
+	defer hostSrv.Close()
+
+	dir := t.TempDir()
+	cfg := config.Defaults()
+	cfg.DataDir, cfg.DatabaseURL = dir, filepath.Join(dir, "caps.db")
+	cfg.MasterKey = "app-test-master-key-0000"
+	cfg.AllowPrivateUpstreams = true
+	cfg.WorkerConcurrency = 4
+	cfg.UpstreamConcurrency = 1
+	cfg.WindowSchedule = []time.Duration{time.Second}
+	cfg.SweepInterval = time.Hour // a lost wake-up must not be hidden by the sweep
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a, err := New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	sealedAdmin, _ := a.Box.Seal(adminKey)
+	h := &store.Host{Name: "caps", AdminURL: hostSrv.URL, PublicURL: hostSrv.URL, AuthKind: "api_key", AdminKeyEnc: sealedAdmin}
+	if err := a.Engine.ProbeHost(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Store.CreateHost(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	base := upSrv.URL + upSim.BaseURL("deepseek")
+	b := &store.Batch{HostID: h.ID, Mode: "none"}
+	var items []*store.Item
+	for i := 0; i < n; i++ {
+		key := fmt.Sprintf("sk-caps-%06d-abcdef", i)
+		upSim.AddKey(key, upstreamsim.ModeOK)
+		sealed, _ := a.Box.Seal(key)
+		items = append(items, &store.Item{Name: key, BaseURL: base, ProviderHint: "deepseek", APIKeyEnc: sealed,
+			KeyMasked: secret.Mask(key), KeyFingerprint: a.Box.Fingerprint(key), RequestedModels: []string{"deepseek-flash"}, Step: step.Import})
+	}
+	if err := a.Store.CreateBatch(ctx, b, items); err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range items {
+		if err := a.Queue.EnqueueStep(ctx, it.Step, it.ID, it.Seq, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.RunWorker(ctx) }()
+
+	samples, crowded := 0, 0
+	deadline := time.Now().Add(2 * time.Minute) // a hang guard: the batch needs ~5 s
+	for {
+		got, err := a.Store.GetBatch(ctx, b.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Status == store.BatchSucceeded {
+			break
+		}
+		if got.Status != store.BatchRunning && got.Status != store.BatchQueued || time.Now().After(deadline) {
+			counts, _ := a.Store.StatusCounts(ctx, b.ID)
+			t.Fatalf("batch %s: %v (a waiter was never woken?)", got.Status, counts)
+		}
+		if up.inFlight("deepseek") > 0 { // a probe holds the cap: who else occupies a slot?
+			active, err := a.Inspector.ListActiveTasks(jobs.QueueName)
+			if err == nil {
+				imports := 0
+				for _, task := range active {
+					if task.Type == step.Import {
+						imports++
+					}
+				}
+				samples++
+				if imports > 1 {
+					crowded++
+				}
+			}
+		}
+		time.Sleep(15 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if p := up.peakOf("deepseek"); p != 1 {
+		t.Fatalf("%d upstream calls at once with a cap of 1", p)
+	}
+	if samples < 10 {
+		t.Fatalf("only %d samples while a probe ran", samples)
+	}
+	// A task that meets the full cap is active for a moment (dequeued, refused, ended);
+	// one that waits in its slot is active for the whole probe ahead of it.
+	if float64(crowded) > 0.25*float64(samples) {
+		t.Fatalf("in %d of %d samples taken while one probe held the cap, more than one import occupied a worker slot: steps wait for the cap in their slots", crowded, samples)
+	}
+	t.Logf("%d of %d samples saw a second import in a slot (momentarily, on its way out)", crowded, samples)
+	if c := hs.Counts(); c.Accounts != n {
+		t.Fatalf("host accounts %d, want %d", c.Accounts, n)
+	}
+	if m := a.Redis; m != nil {
+		t.Log("shared Redis: wait lists not inspected")
+	} else if keys, _ := a.limitRedis.Keys(context.Background(), "crm:limit:wait:*").Result(); len(keys) != 0 {
+		t.Fatalf("wait lists left behind: %v", keys)
+	}
+}
+
+// markHost marks the simulated host's own calls to the upstream.
+type markHost struct{}
+
+func (markHost) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("X-Test-From-Host", "1")
+	return http.DefaultTransport.RoundTrip(r)
+}
