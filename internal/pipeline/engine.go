@@ -86,6 +86,7 @@ type Engine struct {
 
 	mu      sync.Mutex
 	clients map[string]HostClient
+	batches map[string]*store.Batch // read-only copies for steps; see batchOf
 	tokens  map[string]cachedToken // managed users' JWTs by host and user ID
 	users   userLocks
 }
@@ -233,7 +234,7 @@ func toExchanges(ex []evidence.Exchange) []store.Exchange {
 }
 
 func (e *Engine) load(ctx context.Context, it *store.Item) (*stepContext, error) {
-	b, err := e.Store.GetBatch(ctx, it.BatchID)
+	b, err := e.batchOf(ctx, it.BatchID)
 	if err != nil {
 		return nil, fmt.Errorf("load batch of item %s: %w", it.ID, err)
 	}
@@ -254,6 +255,29 @@ func (e *Engine) load(ctx context.Context, it *store.Item) (*stepContext, error)
 	}
 	sc.profile = prof
 	return sc, nil
+}
+
+// batchOf returns the batch a step runs in. What a step reads of it (mode, options,
+// force, dry run) is fixed at submit, so it is read once per process and shared
+// read-only by the steps of its items, instead of once per step.
+func (e *Engine) batchOf(ctx context.Context, id string) (*store.Batch, error) {
+	e.mu.Lock()
+	b, ok := e.batches[id]
+	e.mu.Unlock()
+	if ok {
+		return b, nil
+	}
+	b, err := e.Store.GetBatch(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.batches == nil || len(e.batches) >= 1024 {
+		e.batches = map[string]*store.Batch{} // bounded: the batches running now come back in one read each
+	}
+	e.batches[id] = b
+	return b, nil
 }
 
 // HostConfig builds the client configuration of a registered host (secrets opened).
