@@ -56,14 +56,7 @@ func TestWaitsHoldNoWorkerSlots(t *testing.T) {
 	}
 	defer a.Close()
 
-	sealedAdmin, _ := a.Box.Seal(adminKey)
-	h := &store.Host{Name: "sim", AdminURL: hs.URL(), PublicURL: hs.URL(), AuthKind: "api_key", AdminKeyEnc: sealedAdmin}
-	if err := a.Engine.ProbeHost(ctx, h); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Store.CreateHost(ctx, h); err != nil {
-		t.Fatal(err)
-	}
+	h := registerSimHost(ctx, t, a, "sim", hs.URL(), adminKey)
 	b := &store.Batch{HostID: h.ID, Mode: "self_service"}
 	var items []*store.Item
 	for i := 0; i < n; i++ {

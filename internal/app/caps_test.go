@@ -3,11 +3,8 @@ package app
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -44,30 +41,15 @@ func TestStepsWaitingForACapHoldNoWorkerSlot(t *testing.T) {
 	hostSrv := httptest.NewServer(hs)
 	defer hostSrv.Close()
 
-	dir := t.TempDir()
-	cfg := config.Defaults()
-	cfg.DataDir, cfg.DatabaseURL = dir, filepath.Join(dir, "caps.db")
-	cfg.MasterKey = "app-test-master-key-0000"
-	cfg.AllowPrivateUpstreams = true
-	cfg.WorkerConcurrency = 4
-	cfg.UpstreamConcurrency = 1
-	cfg.WindowSchedule = []time.Duration{time.Second}
-	cfg.SweepInterval = time.Hour // a lost wake-up must not be hidden by the sweep
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	a, err := New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	sealedAdmin, _ := a.Box.Seal(adminKey)
-	h := &store.Host{Name: "caps", AdminURL: hostSrv.URL, PublicURL: hostSrv.URL, AuthKind: "api_key", AdminKeyEnc: sealedAdmin}
-	if err := a.Engine.ProbeHost(ctx, h); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Store.CreateHost(ctx, h); err != nil {
-		t.Fatal(err)
-	}
+	a := newTestApp(ctx, t, func(cfg *config.Config) {
+		cfg.WorkerConcurrency = 4
+		cfg.UpstreamConcurrency = 1
+		cfg.WindowSchedule = []time.Duration{time.Second}
+		cfg.SweepInterval = time.Hour // a lost wake-up must not be hidden by the sweep
+	})
+	h := registerSimHost(ctx, t, a, "caps", hostSrv.URL, adminKey)
 	base := upSrv.URL + upSim.BaseURL("deepseek")
 	b := &store.Batch{HostID: h.ID, Mode: "none"}
 	var items []*store.Item
@@ -90,36 +72,26 @@ func TestStepsWaitingForACapHoldNoWorkerSlot(t *testing.T) {
 	go func() { done <- a.RunWorker(ctx) }()
 
 	samples, crowded := 0, 0
-	deadline := time.Now().Add(2 * time.Minute) // a hang guard: the batch needs ~5 s
-	for {
-		got, err := a.Store.GetBatch(ctx, b.ID)
+	awaitBatch(ctx, t, a, b.ID, 2*time.Minute, 15*time.Millisecond, func() {
+		if up.inFlight("deepseek") == 0 {
+			return
+		}
+		// A probe holds the cap: who else occupies a worker slot?
+		active, err := a.Inspector.ListActiveTasks(jobs.QueueName)
 		if err != nil {
-			t.Fatal(err)
+			return
 		}
-		if got.Status == store.BatchSucceeded {
-			break
-		}
-		if got.Status != store.BatchRunning && got.Status != store.BatchQueued || time.Now().After(deadline) {
-			counts, _ := a.Store.StatusCounts(ctx, b.ID)
-			t.Fatalf("batch %s: %v (a waiter was never woken?)", got.Status, counts)
-		}
-		if up.inFlight("deepseek") > 0 { // a probe holds the cap: who else occupies a slot?
-			active, err := a.Inspector.ListActiveTasks(jobs.QueueName)
-			if err == nil {
-				imports := 0
-				for _, task := range active {
-					if task.Type == step.Import {
-						imports++
-					}
-				}
-				samples++
-				if imports > 1 {
-					crowded++
-				}
+		imports := 0
+		for _, task := range active {
+			if task.Type == step.Import {
+				imports++
 			}
 		}
-		time.Sleep(15 * time.Millisecond)
-	}
+		samples++
+		if imports > 1 {
+			crowded++
+		}
+	}, func() string { return "(a waiter was never woken?)" })
 	cancel()
 	<-done
 	if p := up.peakOf("deepseek"); p != 1 {

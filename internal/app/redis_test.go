@@ -88,14 +88,7 @@ func TestEveryRedisUserOverACLUser(t *testing.T) {
 		t.Fatalf("/readyz: %d %s", code, body)
 	}
 
-	sealedAdmin, _ := a.Box.Seal(adminKey)
-	h := &store.Host{Name: "sim", AdminURL: hs.URL(), PublicURL: hs.URL(), AuthKind: "api_key", AdminKeyEnc: sealedAdmin}
-	if err := a.Engine.ProbeHost(ctx, h); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Store.CreateHost(ctx, h); err != nil {
-		t.Fatal(err)
-	}
+	h := registerSimHost(ctx, t, a, "sim", hs.URL(), adminKey)
 	const n = 12
 	b := &store.Batch{HostID: h.ID, Mode: "self_service"}
 	var items []*store.Item
@@ -119,24 +112,12 @@ func TestEveryRedisUserOverACLUser(t *testing.T) {
 
 	seen := map[string]bool{}
 	deadline := time.Now().Add(90 * time.Second)
-	for {
+	awaitBatch(ctx, t, a, b.ID, 90*time.Second, 10*time.Millisecond, func() {
 		keys, _ := admin.Keys(ctx, "crm:limit:*").Result()
 		for _, k := range keys {
 			seen[strings.SplitN(strings.TrimPrefix(k, "crm:limit:"), ":", 2)[0]] = true
 		}
-		got, err := a.Store.GetBatch(ctx, b.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got.Status == store.BatchSucceeded {
-			break
-		}
-		if got.Status != store.BatchRunning && got.Status != store.BatchQueued || time.Now().After(deadline) {
-			counts, _ := a.Store.StatusCounts(ctx, b.ID)
-			t.Fatalf("batch %s: %v\n%s", got.Status, counts, logs.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	}, logs.String)
 	if !seen["host"] || !seen["upstream"] {
 		t.Errorf("semaphore keys seen in database 3: %v; want host and upstream slots", seen)
 	}

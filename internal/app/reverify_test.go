@@ -3,12 +3,9 @@ package app
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -107,28 +104,13 @@ func TestReverify2000WithinPeriodAndCaps(t *testing.T) {
 	hostSrv := httptest.NewServer(host)
 	defer hostSrv.Close()
 
-	dir := t.TempDir()
-	cfg := config.Defaults()
-	cfg.DataDir, cfg.DatabaseURL = dir, filepath.Join(dir, "rv.db")
-	cfg.MasterKey = "app-test-master-key-0000"
-	cfg.AllowPrivateUpstreams = true
-	cfg.WorkerConcurrency = 10
-	cfg.HostConcurrency, cfg.UpstreamConcurrency = hostCap, upstreamCap
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	a, err := New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	sealedAdmin, _ := a.Box.Seal(adminKey)
-	h := &store.Host{Name: "scale", AdminURL: hostSrv.URL, PublicURL: hostSrv.URL, AuthKind: "api_key", AdminKeyEnc: sealedAdmin}
-	if err := a.Engine.ProbeHost(ctx, h); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Store.CreateHost(ctx, h); err != nil {
-		t.Fatal(err)
-	}
+	a := newTestApp(ctx, t, func(cfg *config.Config) {
+		cfg.WorkerConcurrency = 10
+		cfg.HostConcurrency, cfg.UpstreamConcurrency = hostCap, upstreamCap
+	})
+	h := registerSimHost(ctx, t, a, "scale", hostSrv.URL, adminKey)
 	if err := a.Store.PutHostSettings(ctx, &store.HostSettings{HostID: h.ID, ParkFailing: true}); err != nil {
 		t.Fatal(err)
 	}

@@ -176,6 +176,7 @@ type Bound struct {
 	SlotPreS       float64 `json:"slot_pre_s"`
 	SlotPostS      float64 `json:"slot_post_s"`
 	WaitS          float64 `json:"wait_s"`
+	WaitedFraction float64 `json:"waited_fraction"` // f: sampled items that waited for the warm-up
 	GranularityS   float64 `json:"granularity_s"`
 	CapacityTermS  float64 `json:"capacity_term_s"`
 	// CapTermS is the slot time the configured caps allow: every step holds a host slot

@@ -125,8 +125,12 @@ func deriveBound(ctx context.Context, cl *apiclient.Client, batchID string, o Op
 	if waitedN > 0 && o.Warmup > 0 {
 		b.WaitS, b.GranularityS = o.Warmup.Seconds(), 1
 		b.MeasuredWaitedS = waited / float64(waitedN)
-		b.LatencyTermS = n*b.SlotPreS/c + b.WaitS + b.GranularityS + b.SlotPostS
-		b.Formula = "max(N*S/C, N*S_pre/C + W + g + S_post, N*S/H, N*S_up/U)"
+		// In a pooled group the gateway routes a call to any account of the group, so an
+		// account's warm-up may have passed before its own item gets there: only the
+		// fraction f of items that waited at all is held up by W.
+		b.WaitedFraction = float64(waitedN) / kk
+		b.LatencyTermS = b.WaitedFraction*n*b.SlotPreS/c + b.WaitS + b.GranularityS + b.SlotPostS
+		b.Formula = "max(N*S/C, f*N*S_pre/C + W + g + S_post, N*S/H, N*S_up/U)"
 	} else {
 		b.LatencyTermS = s
 		b.Formula = "max(N*S/C, S, N*S/H, N*S_up/U)"

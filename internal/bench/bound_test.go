@@ -97,3 +97,45 @@ func TestProcReaders(t *testing.T) {
 		t.Fatalf("schedule: %v %v", s, err)
 	}
 }
+
+// In a pooled group an account may be warm before its item gets to the gateway: only the
+// items that waited are held up by the warm-up, so the latency term counts their share
+// of the pre-wait work (f·N·S_pre/C), not every item's.
+func TestBenchBoundCountsOnlyItemsThatWaited(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	up := map[string]any{"target": "upstream", "method": "GET", "path": "/models", "status": 200}
+	gw := map[string]any{"target": "gateway", "method": "GET", "path": "/v1/models", "status": 200}
+	att := func(outcome string, at time.Time, ev ...map[string]any) map[string]any {
+		return map[string]any{"outcome": outcome, "evidence": ev, "started_at": at, "finished_at": at.Add(time.Second)}
+	}
+	waited := []map[string]any{att("ok", t0, up), att("waiting", t0.Add(time.Second), gw), att("ok", t0.Add(31*time.Second), gw)}
+	warm := []map[string]any{att("ok", t0, up), att("ok", t0.Add(time.Second), gw)}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/items") && r.URL.Query().Get("page") == "1":
+			ids := []any{}
+			for _, id := range []string{"w1", "c1", "c2", "c3"} {
+				ids = append(ids, map[string]any{"id": id})
+			}
+			_ = json.NewEncoder(w).Encode(map[string]any{"items": ids})
+		case strings.HasSuffix(r.URL.Path, "/items"):
+			_ = json.NewEncoder(w).Encode(map[string]any{"items": []any{}})
+		case strings.HasSuffix(r.URL.Path, "/w1"):
+			_ = json.NewEncoder(w).Encode(map[string]any{"attempts": waited})
+		default:
+			_ = json.NewEncoder(w).Encode(map[string]any{"attempts": warm})
+		}
+	}))
+	defer srv.Close()
+	o := Options{Items: 4, Concurrency: 1, Sample: 4, HostLatency: time.Second, UpstreamLatency: time.Second, Warmup: 30 * time.Second}
+	b, err := deriveBound(context.Background(), apiclient.New(srv.URL, "t"), "batch", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// S_pre: w1 2 s (up + the waiting gateway call), the others 2 s (no wait: all pre);
+	// S_post: w1 1 s → 0.25 s per item. f = 1/4.
+	near := func(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
+	if !near(b.WaitedFraction, 0.25) || !near(b.LatencyTermS, 0.25*4*2+30+1+0.25) {
+		t.Fatalf("f %v, latency term %v: %+v", b.WaitedFraction, b.LatencyTermS, b)
+	}
+}

@@ -51,11 +51,14 @@ ran before the warm-up was over are not part of the ideal). With N items, C slot
 (C = concurrency × workers), warm-up W and asynq's scheduling granularity g = 1 s
 (scheduled tasks are stored in whole seconds and forwarded every second):
 
-  bound = max(N·S/C, N·S_pre/C + W + g + S_post, N·S/H, N·S_up/U)   when items wait for a warm-up
+  bound = max(N·S/C, f·N·S_pre/C + W + g + S_post, N·S/H, N·S_up/U)   when items wait for a warm-up
   bound = max(N·S/C, S, N·S/H, N·S_up/U)                            otherwise
 
 The first term is the slot time the work needs with C slots; the second is the last
-item to finish its pre-wait work (no earlier than N·S_pre/C) waiting W and finishing.
+item to finish its pre-wait work (no earlier than f·N·S_pre/C, f the fraction of the
+sampled items that waited at all: in a pooled group the gateway may route other items'
+calls to an account, which warms it up before its own item gets there) waiting W and
+finishing.
 The last two are the concurrency caps the run is configured with: every step holds a
 slot of the host's cap H (--host-concurrency), and the import step a slot of the
 upstream's cap U (--upstream-concurrency) for its probe, whose direct upstream calls
