@@ -216,7 +216,7 @@ func (a *App) RunWorker(ctx context.Context) error {
 		Concurrency:              a.Cfg.WorkerConcurrency,
 		Queues:                   map[string]int{jobs.QueueName: 1},
 		DelayedTaskCheckInterval: time.Second,
-		TaskCheckInterval:        200 * time.Millisecond,
+		TaskCheckInterval:        50 * time.Millisecond, // an idle slot picks up a woken or newly queued step within 50 ms
 		ShutdownTimeout:          20 * time.Second,
 		RetryDelayFunc:           jobs.RetryDelay,
 		IsFailure:                jobs.IsFailure,
