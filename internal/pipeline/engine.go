@@ -87,7 +87,7 @@ type Engine struct {
 	mu      sync.Mutex
 	clients map[string]HostClient
 	batches map[string]*store.Batch // read-only copies for steps; see batchOf
-	tokens  map[string]cachedToken // managed users' JWTs by host and user ID
+	tokens  map[string]cachedToken  // managed users' JWTs by host and user ID
 	users   userLocks
 }
 
