@@ -407,13 +407,13 @@ func (e *Engine) takeSlots(ctx context.Context, it *store.Item, name string, seq
 	}
 	release, releaseUpstream = none, none
 	if e.Settings.HostConcurrency > 0 {
-		if release, err = e.Limiter.TryAcquire(ctx, "host:"+it.HostID, e.Settings.HostConcurrency, step.TaskID(name, it.ID, seq)); err != nil {
+		if release, err = e.Limiter.TryAcquire(ctx, hostCapKey(it.HostID), e.Settings.HostConcurrency, step.TaskID(name, it.ID, seq)); err != nil {
 			return nil, nil, err
 		}
 	}
 	if name == step.Import && e.Settings.UpstreamConcurrency > 0 {
 		if n, nerr := e.Catalog.NormalizeURL(it.BaseURL); nerr == nil {
-			if releaseUpstream, err = e.Limiter.TryAcquire(ctx, "upstream:"+n.Host, e.Settings.UpstreamConcurrency, step.TaskID(name, it.ID, seq)); err != nil {
+			if releaseUpstream, err = e.Limiter.TryAcquire(ctx, upstreamCapKey(n.Host), e.Settings.UpstreamConcurrency, step.TaskID(name, it.ID, seq)); err != nil {
 				release()
 				return nil, nil, err
 			}
@@ -425,6 +425,30 @@ func (e *Engine) takeSlots(ctx context.Context, it *store.Item, name string, seq
 func once(f func()) func() {
 	var o sync.Once
 	return func() { o.Do(f) }
+}
+
+// hostCapKey and upstreamCapKey name the concurrency caps in the limiter.
+func hostCapKey(hostID string) string   { return "host:" + hostID }
+func upstreamCapKey(host string) string { return "upstream:" + host }
+
+// waitHostSlot waits for a slot of the host's cap (hostName is for the error). It is for
+// work that owns its goroutine (a re-verification run and its checks); item steps take
+// their slots with takeSlots, without waiting.
+func (e *Engine) waitHostSlot(ctx context.Context, hostID, hostName string) (func(), error) {
+	release, err := e.acquire(ctx, hostCapKey(hostID), e.Settings.HostConcurrency)
+	if err != nil {
+		return nil, fmt.Errorf("wait for a slot on host %s: %w", hostName, err)
+	}
+	return release, nil
+}
+
+// waitUpstreamSlot is waitHostSlot for the cap of an upstream host name.
+func (e *Engine) waitUpstreamSlot(ctx context.Context, host string) (func(), error) {
+	release, err := e.acquire(ctx, upstreamCapKey(host), e.Settings.UpstreamConcurrency)
+	if err != nil {
+		return nil, fmt.Errorf("wait for a slot on upstream %s: %w", host, err)
+	}
+	return release, nil
 }
 
 func (e *Engine) acquire(ctx context.Context, key string, limit int) (func(), error) {

@@ -41,9 +41,9 @@ func (a *accountCheck) recover(ctx context.Context, calls []health.Action) error
 	if err != nil {
 		return err
 	}
-	release, err := a.e.acquire(ctx, "host:"+c.HostID, a.e.Settings.HostConcurrency)
+	release, err := a.e.waitHostSlot(ctx, c.HostID, a.sc.host.Name)
 	if err != nil {
-		return fmt.Errorf("wait for a slot on host %s: %w", a.sc.host.Name, err)
+		return err
 	}
 	defer release()
 	done, err := a.hostCalls(ctx, id, calls)
@@ -94,9 +94,9 @@ func (a *accountCheck) park(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	release, err := a.e.acquire(ctx, "host:"+c.HostID, a.e.Settings.HostConcurrency)
+	release, err := a.e.waitHostSlot(ctx, c.HostID, a.sc.host.Name)
 	if err != nil {
-		return fmt.Errorf("wait for a slot on host %s: %w", a.sc.host.Name, err)
+		return err
 	}
 	defer release()
 	if _, err := a.sc.client.SetSchedulable(ctx, id, false); err != nil {
@@ -298,9 +298,9 @@ func (e *Engine) UndoCheck(ctx context.Context, checkID string) error {
 	if err != nil {
 		return fail("bad host account id")
 	}
-	release, err := e.acquire(ctx, "host:"+c.HostID, e.Settings.HostConcurrency)
+	release, err := e.waitHostSlot(ctx, c.HostID, sc.host.Name)
 	if err != nil {
-		return fmt.Errorf("wait for a slot on host %s: %w", sc.host.Name, err)
+		return err
 	}
 	_, err = sc.client.SetSchedulable(ctx, id, on)
 	release()

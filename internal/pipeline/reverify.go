@@ -42,9 +42,9 @@ func (e *Engine) PlanVerifyRun(ctx context.Context, run *store.VerifyRun, spread
 	if err != nil {
 		return nil, err
 	}
-	release, err := e.acquire(ctx, "host:"+h.ID, e.Settings.HostConcurrency)
+	release, err := e.waitHostSlot(ctx, h.ID, h.Name)
 	if err != nil {
-		return nil, fmt.Errorf("wait for a slot on host %s: %w", h.Name, err)
+		return nil, err
 	}
 	listed, err := client.ListAccounts(ctx, ProvenancePrefix)
 	release()
@@ -274,9 +274,9 @@ func (a *accountCheck) direct(ctx context.Context) error {
 	if n, err := e.Catalog.NormalizeURL(it.NormalizedURL); err == nil {
 		upHost = n.Host
 	}
-	release, err := e.acquire(ctx, "upstream:"+upHost, e.Settings.UpstreamConcurrency)
+	release, err := e.waitUpstreamSlot(ctx, upHost)
 	if err != nil {
-		return fmt.Errorf("wait for a slot on upstream %s: %w", upHost, err)
+		return err
 	}
 	defer release()
 	a.directRan = true
@@ -364,9 +364,9 @@ func (a *accountCheck) fresh(ctx context.Context) (store.HostAccountView, error)
 	if err != nil {
 		return store.HostAccountView{}, fmt.Errorf("account check %s: bad host id %q", a.c.ID, a.c.HostAccountID)
 	}
-	release, err := a.e.acquire(ctx, "host:"+a.c.HostID, a.e.Settings.HostConcurrency)
+	release, err := a.e.waitHostSlot(ctx, a.c.HostID, a.sc.host.Name)
 	if err != nil {
-		return store.HostAccountView{}, fmt.Errorf("wait for a slot on host %s: %w", a.sc.host.Name, err)
+		return store.HostAccountView{}, err
 	}
 	defer release()
 	acc, err := a.sc.client.GetAccount(ctx, id)
