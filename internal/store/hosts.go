@@ -26,7 +26,11 @@ func (s *Store) CreateHost(ctx context.Context, h *Host) error {
 // GetHost loads a host by ID.
 func (s *Store) GetHost(ctx context.Context, id string) (*Host, error) {
 	h := new(Host)
-	if err := s.DB.NewSelect().Model(h).Where("id = ?", id).Scan(ctx); err != nil {
+	// Every step reads its host: prepared (prepared.go).
+	err := s.queryRow(ctx, "get host", func() string {
+		return s.DB.NewSelect().Model((*Host)(nil)).Where("id = ?", s.ph(1)).String()
+	}, h, id)
+	if err != nil {
 		return nil, notFound(err, "host "+id)
 	}
 	return h, nil

@@ -4,15 +4,21 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/schema"
 )
 
 // GetItem loads an item.
 func (s *Store) GetItem(ctx context.Context, id string) (*Item, error) {
 	it := new(Item)
-	if err := s.DB.NewSelect().Model(it).Where("id = ?", id).Scan(ctx); err != nil {
+	// Every step starts here: prepared (prepared.go).
+	err := s.queryRow(ctx, "get item", func() string {
+		return s.DB.NewSelect().Model((*Item)(nil)).Where("id = ?", s.ph(1)).String()
+	}, it, id)
+	if err != nil {
 		return nil, notFound(err, "item "+id)
 	}
 	return it, nil
@@ -62,9 +68,50 @@ func (s *Store) CompleteStep(ctx context.Context, it *Item, expectSeq int, a *At
 		it.AttemptCount++
 	}
 	fillItemDefaults(it)
+	// Every step ends here: the item's update and the attempt's insert are prepared
+	// statements (prepared.go), written in one transaction.
+	f := s.stepFields()
+	itemArgs, err := columnArgs(f.item, it)
+	if err != nil {
+		return fmt.Errorf("update item %s: %w", it.ID, err)
+	}
+	itemArgs = append(itemArgs, it.ID, expectSeq)
+	var attArgs []any
+	if a != nil {
+		if attArgs, err = columnArgs(f.attempt, a); err != nil {
+			return fmt.Errorf("insert attempt for item %s: %w", it.ID, err)
+		}
+	}
+	update, err := s.txStmt(ctx, "update item step", func() string {
+		var b strings.Builder
+		b.WriteString(`UPDATE "items" SET `)
+		for i, c := range f.item {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, `"%s" = %s`, c.Name, s.ph(i+1))
+		}
+		fmt.Fprintf(&b, ` WHERE "id" = %s AND "seq" = %s`, s.ph(len(f.item)+1), s.ph(len(f.item)+2))
+		return b.String()
+	})
+	if err != nil {
+		return err
+	}
+	insert, err := s.txStmt(ctx, "insert attempt", func() string {
+		return `INSERT INTO "attempts" (` + columnList(f.attempt) + `) VALUES (` + s.placeholders(1, len(f.attempt)) + `)`
+	})
+	if err != nil {
+		return err
+	}
+	running, err := s.txStmt(ctx, "batch running", func() string {
+		return fmt.Sprintf(`UPDATE "batches" SET "status" = %s, "updated_at" = %s WHERE "id" = %s AND "status" = %s`,
+			s.ph(1), s.ph(2), s.ph(3), s.ph(4))
+	})
+	if err != nil {
+		return err
+	}
 	return s.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		res, err := tx.NewUpdate().Model(it).ExcludeColumn("id", "batch_id", "host_id", "idx", "name", "base_url", "api_key_enc", "key_masked", "key_fingerprint", "created_at").
-			Where("id = ?", it.ID).Where("seq = ?", expectSeq).Exec(ctx)
+		res, err := update(tx).ExecContext(ctx, itemArgs...)
 		if err != nil {
 			return fmt.Errorf("update item %s: %w", it.ID, err)
 		}
@@ -72,7 +119,7 @@ func (s *Store) CompleteStep(ctx context.Context, it *Item, expectSeq int, a *At
 			return fmt.Errorf("item %s at seq %d: %w", it.ID, expectSeq, ErrStale)
 		}
 		if a != nil {
-			if _, err := tx.NewInsert().Model(a).Exec(ctx); err != nil {
+			if _, err := insert(tx).ExecContext(ctx, attArgs...); err != nil {
 				return fmt.Errorf("insert attempt for item %s: %w", it.ID, err)
 			}
 		}
@@ -81,12 +128,29 @@ func (s *Store) CompleteStep(ctx context.Context, it *Item, expectSeq int, a *At
 			return settleBatchStatus(ctx, tx, it.BatchID, now)
 		case expectSeq == 0:
 			// The batch's first step: queued → running, without counting its items.
-			_, err := tx.NewUpdate().TableExpr("batches").Set("status = ?", BatchRunning).Set("updated_at = ?", now).
-				Where("id = ?", it.BatchID).Where("status = ?", BatchQueued).Exec(ctx)
+			_, err := running(tx).ExecContext(ctx, BatchRunning, bunTime(now), it.BatchID, BatchQueued)
 			return err
 		}
 		return nil
 	})
+}
+
+// stepColumns are the columns CompleteStep writes.
+type stepColumns struct {
+	item    []*schema.Field // every column a step may change
+	attempt []*schema.Field
+}
+
+// stepFields returns the columns CompleteStep writes, computed once.
+func (s *Store) stepFields() *stepColumns {
+	s.stepOnce.Do(func() {
+		s.stepCols = &stepColumns{
+			item: s.modelColumns((*Item)(nil), "id", "batch_id", "host_id", "idx", "name", "base_url", "api_key_enc",
+				"key_masked", "key_fingerprint", "created_at"),
+			attempt: s.modelColumns((*Attempt)(nil)),
+		}
+	})
+	return s.stepCols
 }
 
 // DueItems returns non-terminal items whose next step is due before t, oldest first.
@@ -130,12 +194,16 @@ func (s *Store) ItemsByStatus(ctx context.Context, batchID string, statuses ...s
 // count, so two batches racing each other never skip both.
 func (s *Store) FindImportedKey(ctx context.Context, hostID, fingerprint, batchID string) (*Item, error) {
 	it := new(Item)
-	err := s.DB.NewSelect().Model(it).Where("host_id = ?", hostID).Where("key_fingerprint = ?", fingerprint).
-		Where("batch_id != ?", batchID).
-		Where("batch_id IN (SELECT b2.id FROM batches AS b2 WHERE b2.created_at < COALESCE((SELECT b1.created_at FROM batches AS b1 WHERE b1.id = ?), ?) OR (b2.created_at = (SELECT b1.created_at FROM batches AS b1 WHERE b1.id = ?) AND b2.id < ?))",
-			batchID, time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), batchID, batchID).
-		Where("status NOT IN (?)", bun.In([]string{ItemFailed, ItemSkipped, ItemCancelled, ItemRolledBack})).
-		Order("created_at ASC", "idx ASC").Limit(1).Scan(ctx)
+	// Every import asks: prepared (prepared.go). The far-future time stands for a batch
+	// that is not stored (yet): every stored one is earlier.
+	err := s.queryRow(ctx, "find imported key", func() string {
+		return s.DB.NewSelect().Model((*Item)(nil)).Where("host_id = ?", s.ph(1)).Where("key_fingerprint = ?", s.ph(2)).
+			Where("batch_id != ?", s.ph(3)).
+			Where("batch_id IN (SELECT b2.id FROM batches AS b2 WHERE b2.created_at < COALESCE((SELECT b1.created_at FROM batches AS b1 WHERE b1.id = ?), ?) OR (b2.created_at = (SELECT b1.created_at FROM batches AS b1 WHERE b1.id = ?) AND b2.id < ?))",
+				s.ph(4), time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), s.ph(5), s.ph(6)).
+			Where("status NOT IN (?)", bun.In([]string{ItemFailed, ItemSkipped, ItemCancelled, ItemRolledBack})).
+			Order("created_at ASC", "idx ASC").Limit(1).String()
+	}, it, hostID, fingerprint, batchID, batchID, batchID, batchID)
 	if err == sql.ErrNoRows {
 		return nil, nil
 	}

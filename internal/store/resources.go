@@ -68,7 +68,10 @@ func (s *Store) TransitionResource(ctx context.Context, r *Resource, from, to st
 // GetResource reads one ledger row.
 func (s *Store) GetResource(ctx context.Context, id string) (*Resource, error) {
 	r := new(Resource)
-	if err := s.DB.NewSelect().Model(r).Where("id = ?", id).Scan(ctx); err != nil {
+	err := s.queryRow(ctx, "get resource", func() string {
+		return s.DB.NewSelect().Model((*Resource)(nil)).Where("id = ?", s.ph(1)).String()
+	}, r, id)
+	if err != nil {
 		return nil, notFound(err, "ledger row "+id)
 	}
 	return r, nil
@@ -78,8 +81,12 @@ func (s *Store) GetResource(ctx context.Context, id string) (*Resource, error) {
 // ErrNotFound.
 func (s *Store) FindResource(ctx context.Context, hostID, typ, name string) (*Resource, error) {
 	r := new(Resource)
-	if err := s.DB.NewSelect().Model(r).Where("host_id = ?", hostID).Where("resource_type = ?", typ).
-		Where("name = ?", name).Scan(ctx); err != nil {
+	// Several times per step (pooled groups, the managed user and its keys): prepared.
+	err := s.queryRow(ctx, "find resource", func() string {
+		return s.DB.NewSelect().Model((*Resource)(nil)).Where("host_id = ?", s.ph(1)).Where("resource_type = ?", s.ph(2)).
+			Where("name = ?", s.ph(3)).String()
+	}, r, hostID, typ, name)
+	if err != nil {
 		return nil, notFound(err, "ledger row "+typ+" "+name)
 	}
 	return r, nil

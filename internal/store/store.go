@@ -54,6 +54,10 @@ type Store struct {
 	DB      *bun.DB
 	now     func() time.Time
 	dialect string
+	stmts   stmts // prepared statements of the hot path (prepared.go)
+
+	stepOnce sync.Once
+	stepCols *stepColumns
 }
 
 // Open connects to the database named by url: a PostgreSQL DSN ("postgres://" or
@@ -144,7 +148,10 @@ func utcNow() time.Time { return time.Now().UTC() }
 func (s *Store) Dialect() string { return s.dialect }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.DB.Close() }
+func (s *Store) Close() error {
+	s.closeStatements()
+	return s.DB.Close()
+}
 
 // Migrate applies every pending migration.
 func (s *Store) Migrate(ctx context.Context) error {
