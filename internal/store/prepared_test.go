@@ -77,7 +77,7 @@ func TestPreparedWritesAsBunDoes(t *testing.T) {
 		a, b := items[0], items[1]
 		step(a)
 		if err := s.CompleteStep(ctx, a, 0, &Attempt{Step: "import", Seq: 0, Number: 1, Outcome: OutcomeOK, Message: "m",
-			Evidence: []Exchange{{Target: "host", Method: "POST", Path: "/x", Status: 200, LatencyMS: 12, Preview: `{"a":1}`, At: deadline}},
+			Evidence:  []Exchange{{Target: "host", Method: "POST", Path: "/x", Status: 200, LatencyMS: 12, Preview: `{"a":1}`, At: deadline}},
 			StartedAt: deadline, FinishedAt: deadline.Add(time.Millisecond)}); err != nil {
 			t.Fatal(err)
 		}
