@@ -198,7 +198,7 @@ func (e *Engine) ensureUser(ctx context.Context, sc *stepContext) (*host.User, s
 	if err != nil {
 		return nil, "", err
 	}
-	r, err := e.Store.EnsureIntent(ctx, &store.Resource{HostID: sc.host.ID, BatchID: sc.batch.ID, ItemID: sc.item.ID,
+	r, err := e.ensureIntent(ctx, sc, &store.Resource{HostID: sc.host.ID, BatchID: sc.batch.ID, ItemID: sc.item.ID,
 		Type: store.TypeUser, Name: email, SecretEnc: sealed})
 	if err != nil {
 		return nil, "", err
@@ -246,7 +246,7 @@ func (e *Engine) ensureUser(ctx context.Context, sc *stepContext) (*host.User, s
 		if state == store.ResourceCreated {
 			r.Origin = store.OriginCreated
 		}
-		if err := e.Store.MarkCreated(ctx, r, idString(u.ID), state); err != nil {
+		if err := e.markCreated(ctx, sc, r, idString(u.ID), state); err != nil {
 			return nil, "", err
 		}
 	}
@@ -331,7 +331,7 @@ func (e *Engine) ensureSubscription(ctx context.Context, sc *stepContext, userID
 	if origin == store.OriginFound {
 		state = store.ResourceAdopted
 	}
-	if err := e.Store.MarkCreated(ctx, r, idString(sub.ID), state); err != nil {
+	if err := e.markCreated(ctx, sc, r, idString(sub.ID), state); err != nil {
 		return err
 	}
 	return e.Store.AddUse(ctx, r.ID, sc.batch.ID, sc.item.ID)
@@ -394,7 +394,7 @@ func (e *Engine) ensureKey(ctx context.Context, sc *stepContext, token string, g
 	}
 	r.ParentID = idString(groupID)
 	r.Origin = store.OriginCreated
-	if err := e.Store.MarkCreated(ctx, r, idString(k.ID), store.ResourceCreated); err != nil {
+	if err := e.markCreated(ctx, sc, r, idString(k.ID), store.ResourceCreated); err != nil {
 		return "", err
 	}
 	return value, e.Store.AddUse(ctx, r.ID, sc.batch.ID, sc.item.ID)

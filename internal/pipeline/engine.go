@@ -114,6 +114,8 @@ type stepContext struct {
 	// releaseUpstream frees the upstream slot the import step holds for its probe, as
 	// soon as the probe is done (the host calls after it do not need it).
 	releaseUpstream func()
+	// ledger holds the ledger rows the step has read or written (ledger.go).
+	ledger map[string]store.Resource
 }
 
 // result is what a step decided.

@@ -96,7 +96,7 @@ func (e *Engine) planTarget(ctx context.Context, sc *stepContext, norm catalog.N
 	switch tg.mode {
 	case store.GroupPerItem:
 		tg.name, tg.action = objectName("g", it), groupCreate
-		if r, err := e.Store.FindResource(ctx, sc.host.ID, store.TypeGroup, tg.name); err == nil && r.State != store.ResourceDeleted {
+		if r, err := e.findResource(ctx, sc, store.TypeGroup, tg.name); err == nil && r.State != store.ResourceDeleted {
 			if id, ok := hostID(r); ok {
 				tg.id, tg.action = id, groupReuse
 			}
@@ -123,7 +123,7 @@ func (e *Engine) planTarget(ctx context.Context, sc *stepContext, norm catalog.N
 	default: // per_provider
 		tg.name = poolGroupName(b.Options.TargetGroup.Prefix, it.Provider, e.defaultRegion(it.Provider), norm, b.Mode)
 		tg.action = groupCreate
-		if r, err := e.Store.FindResource(ctx, sc.host.ID, store.TypeGroup, tg.name); err == nil && comparableState(r.State) {
+		if r, err := e.findResource(ctx, sc, store.TypeGroup, tg.name); err == nil && comparableState(r.State) {
 			if id, ok := hostID(r); ok {
 				tg.id, tg.action, tg.origin = id, groupReuse, r.Origin
 			}
@@ -190,7 +190,7 @@ func (e *Engine) ensureTargetGroup(ctx context.Context, sc *stepContext, tg *tar
 		}
 		return id, e.use(ctx, sc, store.TypeGroup, objectName("g", sc.item))
 	}
-	r, err := e.Store.EnsureIntent(ctx, &store.Resource{HostID: sc.host.ID, BatchID: sc.batch.ID, ItemID: sc.item.ID,
+	r, err := e.ensureIntent(ctx, sc, &store.Resource{HostID: sc.host.ID, BatchID: sc.batch.ID, ItemID: sc.item.ID,
 		Type: store.TypeGroup, Name: tg.name, Origin: tg.origin})
 	if err != nil {
 		return 0, err
@@ -209,7 +209,7 @@ func (e *Engine) ensureTargetGroup(ctx context.Context, sc *stepContext, tg *tar
 	if id, ok := hostID(r); !ok || id != g.ID || r.State != state || r.Origin != origin {
 		r.Origin = origin
 		r.Details = map[string]any{"platform": g.Platform, "subscription_type": g.SubscriptionType, "shared": true}
-		if err := e.Store.MarkCreated(ctx, r, idString(g.ID), state); err != nil {
+		if err := e.markCreated(ctx, sc, r, idString(g.ID), state); err != nil {
 			return 0, err
 		}
 	}
@@ -268,7 +268,7 @@ func originOr(origin, fallback string) string {
 
 // use records that the item relies on the ledger row (type, name) of its host.
 func (e *Engine) use(ctx context.Context, sc *stepContext, typ, name string) error {
-	r, err := e.Store.FindResource(ctx, sc.host.ID, typ, name)
+	r, err := e.findResource(ctx, sc, typ, name)
 	if err != nil {
 		return fmt.Errorf("ledger use of %s %s: %w", typ, name, err)
 	}

@@ -79,8 +79,70 @@ func idString(id int64) string { return strconv.FormatInt(id, 10) }
 
 // intent writes the ledger row before a host create (or returns the existing one).
 func (e *Engine) intent(ctx context.Context, sc *stepContext, typ, name, idem string) (*store.Resource, error) {
-	return e.Store.EnsureIntent(ctx, &store.Resource{HostID: sc.host.ID, BatchID: sc.batch.ID, ItemID: sc.item.ID,
+	return e.ensureIntent(ctx, sc, &store.Resource{HostID: sc.host.ID, BatchID: sc.batch.ID, ItemID: sc.item.ID,
 		Type: typ, Name: name, IdempotencyKey: idem})
+}
+
+// A step asks for the same ledger rows several times (its pooled group when planning and
+// when joining it, the managed user when ensuring and when recording the item's use of
+// it). Within one step a row read once is as good as read again: every change a step
+// makes to a row is a compare-and-set from the state it read, which re-reads when another
+// writer changed it (store.MarkCreated). So the rows a step reads or writes are kept in
+// its stepContext, and the ledger helpers below read them from there.
+
+func ledgerKey(typ, name string) string { return typ + "\x00" + name }
+
+// remember keeps a copy of ledger row r for the rest of the step.
+func (sc *stepContext) remember(r *store.Resource) {
+	if sc.ledger == nil {
+		sc.ledger = map[string]store.Resource{}
+	}
+	sc.ledger[ledgerKey(r.Type, r.Name)] = *r
+}
+
+// recall returns a copy of the step's ledger row (typ, name), if it has read it.
+func (sc *stepContext) recall(typ, name string) (*store.Resource, bool) {
+	r, ok := sc.ledger[ledgerKey(typ, name)]
+	if !ok {
+		return nil, false
+	}
+	return &r, true
+}
+
+// findResource is store.FindResource through the step's rows.
+func (e *Engine) findResource(ctx context.Context, sc *stepContext, typ, name string) (*store.Resource, error) {
+	if r, ok := sc.recall(typ, name); ok {
+		return r, nil
+	}
+	r, err := e.Store.FindResource(ctx, sc.host.ID, typ, name)
+	if err == nil {
+		sc.remember(r)
+	}
+	return r, err
+}
+
+// ensureIntent is store.EnsureIntent through the step's rows: a row the step has read
+// exists already.
+func (e *Engine) ensureIntent(ctx context.Context, sc *stepContext, r *store.Resource) (*store.Resource, error) {
+	if got, ok := sc.recall(r.Type, r.Name); ok {
+		return got, nil
+	}
+	got, err := e.Store.EnsureIntent(ctx, r)
+	if err == nil {
+		sc.remember(got)
+	}
+	return got, err
+}
+
+// markCreated is store.MarkCreated, keeping the step's copy of the row current.
+func (e *Engine) markCreated(ctx context.Context, sc *stepContext, r *store.Resource, hostID, state string) error {
+	err := e.Store.MarkCreated(ctx, r, hostID, state)
+	if err != nil {
+		delete(sc.ledger, ledgerKey(r.Type, r.Name))
+		return err
+	}
+	sc.remember(r)
+	return nil
 }
 
 // ensureGroup finds or creates the item's group. A ledger row without a host ID means an
@@ -116,7 +178,7 @@ func (e *Engine) ensureGroup(ctx context.Context, sc *stepContext, platform, sub
 		}
 	}
 	r.Details = map[string]any{"platform": g.Platform, "subscription_type": g.SubscriptionType}
-	if err := e.Store.MarkCreated(ctx, r, idString(g.ID), state); err != nil {
+	if err := e.markCreated(ctx, sc, r, idString(g.ID), state); err != nil {
 		return 0, err
 	}
 	return g.ID, nil
@@ -159,7 +221,7 @@ func (e *Engine) ensureAccount(ctx context.Context, sc *stepContext, groupID int
 	r.ParentID = idString(groupID)
 	r.Origin = store.OriginCreated // found by its provenance name: ours, from an earlier attempt
 	r.Details = map[string]any{"platform": acc.Platform, "group_id": groupID}
-	if err := e.Store.MarkCreated(ctx, r, idString(acc.ID), state); err != nil {
+	if err := e.markCreated(ctx, sc, r, idString(acc.ID), state); err != nil {
 		return nil, err
 	}
 	return acc, nil
@@ -214,7 +276,7 @@ func (e *Engine) recorded(ctx context.Context, sc *stepContext, typ, name, stepN
 }
 
 func (e *Engine) ledgerID(ctx context.Context, sc *stepContext, typ, name string) (int64, bool, error) {
-	r, err := e.Store.FindResource(ctx, sc.host.ID, typ, name)
+	r, err := e.findResource(ctx, sc, typ, name)
 	if errors.Is(err, store.ErrNotFound) {
 		return 0, false, nil
 	}

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -62,6 +63,7 @@ func (s *Store) queryRow(ctx context.Context, name string, build func() string, 
 	if err != nil {
 		return err
 	}
+	s.statements.Add(1)
 	rows, err := st.QueryContext(ctx, args...)
 	if err != nil {
 		return err
@@ -79,6 +81,16 @@ func (s *Store) queryRow(ctx context.Context, name string, build func() string, 
 	return rows.Close()
 }
 
+// execPrepared runs prepared statement name (built by build) with args.
+func (s *Store) execPrepared(ctx context.Context, name string, build func() string, args ...any) (sql.Result, error) {
+	st, err := s.prepared(ctx, name, build)
+	if err != nil {
+		return nil, err
+	}
+	s.statements.Add(1)
+	return st.ExecContext(ctx, args...)
+}
+
 // txStmt returns prepared statement name (built by build) for use inside tx. Call it
 // before the transaction starts: preparing needs a connection, and SQLite's only one is
 // the transaction's once it runs.
@@ -87,8 +99,21 @@ func (s *Store) txStmt(ctx context.Context, name string, build func() string) (f
 	if err != nil {
 		return nil, err
 	}
-	return func(tx bun.Tx) *sql.Stmt { return tx.StmtContext(ctx, st) }, nil
+	return func(tx bun.Tx) *sql.Stmt {
+		s.statements.Add(1)
+		return tx.StmtContext(ctx, st)
+	}, nil
 }
+
+// Statements returns how many SQL statements this store has run (BEGIN and COMMIT
+// count): what a pipeline step costs the database, which TestStatementsPerItem bounds.
+func (s *Store) Statements() uint64 { return s.statements.Load() }
+
+// countStatements counts the statements bun runs.
+type countStatements struct{ n *atomic.Uint64 }
+
+func (c countStatements) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context { return ctx }
+func (c countStatements) AfterQuery(context.Context, *bun.QueryEvent)                         { c.n.Add(1) }
 
 // closeStatements closes the prepared statements (before the database closes).
 func (s *Store) closeStatements() {

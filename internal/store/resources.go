@@ -31,8 +31,12 @@ func (s *Store) EnsureIntent(ctx context.Context, r *Resource) (*Resource, error
 	} else if !errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("ledger read %s %s: %w", r.Type, r.Name, err)
 	}
-	if _, err := s.DB.NewInsert().Model(r).On("CONFLICT (host_id, resource_type, name) DO NOTHING").Exec(ctx); err != nil {
+	res, err := s.DB.NewInsert().Model(r).On("CONFLICT (host_id, resource_type, name) DO NOTHING").Exec(ctx)
+	if err != nil {
 		return nil, fmt.Errorf("ledger intent %s %s: %w", r.Type, r.Name, err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 1 {
+		return r, nil // ours: the row is r
 	}
 	got, err := s.FindResource(ctx, r.HostID, r.Type, r.Name)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -58,6 +59,15 @@ type Store struct {
 
 	stepOnce sync.Once
 	stepCols *stepColumns
+
+	statements atomic.Uint64 // see Statements
+}
+
+// newStore wraps an open database.
+func newStore(db *bun.DB, dialect string) *Store {
+	s := &Store{DB: db, now: utcNow, dialect: dialect}
+	db.AddQueryHook(countStatements{&s.statements})
+	return s
 }
 
 // Open connects to the database named by url: a PostgreSQL DSN ("postgres://" or
@@ -97,7 +107,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	}
 	// The database holds sealed secrets only, but keep it private anyway.
 	_ = os.Chmod(path, 0o600)
-	return &Store{DB: db, now: utcNow, dialect: DialectSQLite}, nil
+	return newStore(db, DialectSQLite), nil
 }
 
 // openPostgres connects through pgx's database/sql driver. bun interpolates every
@@ -124,7 +134,7 @@ func openPostgres(ctx context.Context, dsn string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open postgres %s: %w", shown, err)
 	}
-	return &Store{DB: db, now: utcNow, dialect: DialectPostgres}, nil
+	return newStore(db, DialectPostgres), nil
 }
 
 // redactDSN hides the password of a URL-form DSN for messages.

@@ -25,8 +25,12 @@ type Use struct {
 // AddUse records that item (of batch) uses ledger row resourceID; recording it twice is
 // harmless.
 func (s *Store) AddUse(ctx context.Context, resourceID, batchID, itemID string) error {
-	u := &Use{ResourceID: resourceID, BatchID: batchID, ItemID: itemID, CreatedAt: s.now()}
-	if _, err := s.DB.NewInsert().Model(u).On("CONFLICT (resource_id, item_id) DO NOTHING").Exec(ctx); err != nil {
+	// Every item records its uses of pooled rows: prepared (prepared.go).
+	_, err := s.execPrepared(ctx, "add use", func() string {
+		return fmt.Sprintf(`INSERT INTO "resource_uses" ("resource_id", "item_id", "batch_id", "created_at") VALUES (%s) `+
+			`ON CONFLICT ("resource_id", "item_id") DO NOTHING`, s.placeholders(1, 4))
+	}, resourceID, itemID, batchID, bunTime(s.now()))
+	if err != nil {
 		return fmt.Errorf("ledger use of %s by item %s: %w", resourceID, itemID, err)
 	}
 	return nil
