@@ -112,8 +112,10 @@ func (s *Store) Statements() uint64 { return s.statements.Load() }
 // countStatements counts the statements bun runs.
 type countStatements struct{ n *atomic.Uint64 }
 
-func (c countStatements) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context { return ctx }
-func (c countStatements) AfterQuery(context.Context, *bun.QueryEvent)                         { c.n.Add(1) }
+func (c countStatements) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context {
+	return ctx
+}
+func (c countStatements) AfterQuery(context.Context, *bun.QueryEvent) { c.n.Add(1) }
 
 // closeStatements closes the prepared statements (before the database closes).
 func (s *Store) closeStatements() {
