@@ -48,14 +48,12 @@ func (h *Handlers) handleStep(ctx context.Context, t *asynq.Task) error {
 	}
 	dec, err := h.Runner.Run(ctx, t.Type(), p.ItemID, p.Seq)
 	h.Metrics.ObserveStep(t.Type(), stepOutcome(t.Type(), dec, err), time.Since(start))
-	if b, busy := limit.IsBusy(err); busy {
-		if b.Queued {
-			// The step waits in the cap's list, holding nothing; the release of a slot
-			// queues it again (Queue.Wake).
-			return nil
-		}
-		// Not a failure: RetryDelay and IsFailure run the task again shortly without
-		// spending one of its retries.
+	if _, busy := limit.IsBusy(err); busy {
+		// Not a failure: the task is parked in asynq's retry set (RetryDelay: the cap's
+		// RetryIn; IsFailure: no retry spent), holding no worker slot and keeping its
+		// task ID, so the recovery sweep leaves it alone and asynqmon shows it waiting
+		// with the cap's message. A step in the cap's wait list is run again by the
+		// release of a slot (Queue.Wake); RetryIn is the safety net.
 		return err
 	}
 	if err != nil {

@@ -93,26 +93,30 @@ func TestSweepRebuildsQueueFromDatabase(t *testing.T) {
 	}
 }
 
-// Wake queues the step a cap's wait list names, once the task that waited has ended; a
-// step that is queued already (the recovery sweep got there first) is not a wake-up the
-// slot needed, so Wake says false and the semaphore wakes the next waiter.
+// Wake runs the parked task a cap's wait list names (a step that found the cap full is
+// parked in asynq's retry set, or scheduled); a step that is pending already, or whose
+// task is gone (it ran to its end meanwhile), is not a wake-up the freed slot needs, so
+// Wake says false and the semaphore wakes the next waiter.
 func TestWakeQueuesTheWaiterOrPassesTheWakeUpOn(t *testing.T) {
 	q, ins := newQueue(t)
 	q.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx := context.Background()
+	if err := q.EnqueueStep(ctx, step.Import, "item-w", 2, time.Now().Add(2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
 	waiter := step.TaskID(step.Import, "item-w", 2)
 	if !q.Wake("upstream:x", waiter) {
-		t.Fatal("Wake of a waiter with no task: false")
+		t.Fatal("Wake of a parked waiter: false")
 	}
 	info, err := ins.GetTaskInfo(QueueName, waiter)
 	if err != nil || info.Type != step.Import || info.State != asynq.TaskStatePending {
 		t.Fatalf("woken task: %+v, %v", info, err)
 	}
-	if err := q.EnqueueStep(ctx, step.AccountProbe, "item-q", 1, time.Now()); err != nil {
-		t.Fatal(err)
+	if q.Wake("upstream:x", waiter) {
+		t.Fatal("Wake of a step that is pending already: true (the wake-up would be spent on it)")
 	}
-	if q.Wake("host:h", step.TaskID(step.AccountProbe, "item-q", 1)) {
-		t.Fatal("Wake of a step that stays queued: true (the wake-up would be spent on it)")
+	if q.Wake("host:h", step.TaskID(step.AccountProbe, "item-gone", 1)) {
+		t.Fatal("Wake of a waiter whose task is gone: true")
 	}
 	if q.Wake("host:h", "not-a-task-id") {
 		t.Fatal("Wake of a malformed waiter: true")

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -134,27 +135,36 @@ func (q *Queue) EnqueueItems(ctx context.Context, items []*store.Item) int {
 	return int(ok.Load())
 }
 
-// Wake queues again a step that waited for a concurrency slot (limit.Semaphore.Wake):
-// waiter is its task ID. The waiting task has just ended (it gave its worker slot back),
-// so its ID may still be held for a moment: a conflict is retried briefly; one that
-// persists means the step is queued already (the recovery sweep queued it), and Wake
-// returns false so that the slot wakes another waiter. A waiter that cannot be queued is
-// not lost: its item is due, and the recovery sweep queues it.
+// Wake runs now a step that waited for a concurrency slot (limit.Semaphore.Wake): waiter
+// is its task ID. The waiting task is parked in asynq's retry set (handleStep returned
+// the cap's Busy), so waking it moves it to pending (Inspector.RunTask). Its handler may
+// still be returning when a slot frees at once: a task still active is tried again
+// briefly. Only a parked task is a wake-up the freed slot needs: for a task that is
+// pending already, still running, or gone (it ran to its end meanwhile), Wake returns
+// false and the semaphore wakes the next waiter, so no freed slot is left unused. A
+// waiter that cannot be woken is not lost: its parked task runs when its retry comes due.
+// Without an Inspector (tests) the step is enqueued afresh.
 func (q *Queue) Wake(_, waiter string) bool {
 	name, itemID, seq, ok := step.ParseTaskID(waiter)
 	if !ok {
 		q.log().Warn("ignoring a malformed waiter of a concurrency cap", "waiter", waiter)
 		return false
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for delay := 10 * time.Millisecond; ; delay *= 2 {
+	if q.Inspector == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
 		err := q.EnqueueStep(ctx, name, itemID, seq, time.Now())
+		return err == nil
+	}
+	for delay := 10 * time.Millisecond; ; delay *= 2 {
+		err := q.Inspector.RunTask(QueueName, waiter)
 		switch {
 		case err == nil:
 			return true
-		case !errors.Is(err, ErrExists):
-			q.log().Warn("wake a step waiting for a slot failed; the recovery sweep will queue it", "step", name, "item_id", itemID, "error", err)
+		case errors.Is(err, asynq.ErrTaskNotFound), strings.Contains(err.Error(), "already in pending state"):
+			return false
+		case !strings.Contains(err.Error(), "already running"):
+			q.log().Warn("wake a step waiting for a slot failed; it runs when its retry comes due", "step", name, "item_id", itemID, "error", err)
 			return true // Redis is failing: waking others would fail the same way
 		case delay > 500*time.Millisecond:
 			return false

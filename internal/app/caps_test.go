@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,8 +72,20 @@ func TestStepsWaitingForACapHoldNoWorkerSlot(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- a.RunWorker(ctx) }()
 
-	samples, crowded := 0, 0
+	samples, crowded, parked := 0, 0, 0
 	awaitBatch(ctx, t, a, b.ID, 2*time.Minute, 15*time.Millisecond, func() {
+		// A step waiting for the cap is parked in asynq's retry set with the cap's
+		// message: its task ID stays held (the recovery sweep leaves it alone) and an
+		// operator sees it in asynqmon.
+		if retry, err := a.Inspector.ListRetryTasks(jobs.QueueName); err == nil {
+			n := 0
+			for _, task := range retry {
+				if task.Type == step.Import && strings.Contains(task.LastErr, "concurrency cap upstream:") && task.Retried == 0 {
+					n++
+				}
+			}
+			parked = max(parked, n)
+		}
 		if up.inFlight("deepseek") == 0 {
 			return
 		}
@@ -97,6 +110,9 @@ func TestStepsWaitingForACapHoldNoWorkerSlot(t *testing.T) {
 	if p := up.peakOf("deepseek"); p != 1 {
 		t.Fatalf("%d upstream calls at once with a cap of 1", p)
 	}
+	if parked == 0 {
+		t.Fatal("no waiting import was seen parked in the retry set with the cap's message")
+	}
 	if samples < 10 {
 		t.Fatalf("only %d samples while a probe ran", samples)
 	}
@@ -105,7 +121,7 @@ func TestStepsWaitingForACapHoldNoWorkerSlot(t *testing.T) {
 	if float64(crowded) > 0.25*float64(samples) {
 		t.Fatalf("in %d of %d samples taken while one probe held the cap, more than one import occupied a worker slot: steps wait for the cap in their slots", crowded, samples)
 	}
-	t.Logf("%d of %d samples saw a second import in a slot (momentarily, on its way out)", crowded, samples)
+	t.Logf("%d of %d samples saw a second import in a slot (momentarily, on its way out); up to %d imports parked at once", crowded, samples, parked)
 	if c := hs.Counts(); c.Accounts != n {
 		t.Fatalf("host accounts %d, want %d", c.Accounts, n)
 	}

@@ -33,7 +33,10 @@ func TestEveryRedisUserOverACLUser(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	up, err := upstreamsim.Start(upstreamsim.Options{})
+	// Provider answers take a moment too: an upstream slot is held only for the probe,
+	// which without latency is over in a few milliseconds and easily missed by a sampler
+	// on a loaded machine.
+	up, err := upstreamsim.Start(upstreamsim.Options{Latency: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,8 @@ import (
 // a waiter is named (ARGV[4]), the waiter joins the cap's wait list (KEYS[2], oldest
 // first, once) in the same step, so that no release can slip between "full" and "wait";
 // a waiter that gets its slot (woken, or run by other means) leaves the list, so that no
-// later release spends its wake-up on it.
+// later release spends its wake-up on it. It returns 1 (a slot taken), 0 (full) or, for a
+// waiter, -1 - its place in the wait list (0 = next).
 var acquireScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -35,6 +36,7 @@ end
 if ARGV[4] ~= '' then
   redis.call('ZADD', KEYS[2], 'NX', now, ARGV[4])
   redis.call('PEXPIRE', KEYS[2], 600000)
+  return -1 - redis.call('ZRANK', KEYS[2], ARGV[4])
 end
 return 0
 `)
@@ -79,6 +81,15 @@ type Semaphore struct {
 	// Sentinel failover, a restart) before giving up; default 30 s. A release that
 	// never lands would hold its slot for a whole lease.
 	Outage time.Duration
+	// Park bounds how long a step that joined a cap's wait list stays parked before it
+	// runs again by itself (Busy.RetryIn when Queued), should its wake-up be lost; default
+	// 5 minutes. A wake-up normally comes much sooner, when a slot is released; but a
+	// holder that died frees its slot only when its lease expires, and then nobody is
+	// woken. So the park grows with the waiter's place in the list: one lease for the
+	// next in line, one more per cap's worth of waiters ahead (lease·(1 + place/limit)),
+	// at most Park: the head of the list heals within a lease or two, and a long list
+	// does not churn.
+	Park time.Duration
 	// Wake is told, in its own goroutine, the name of the oldest waiter of a cap when
 	// one of its slots is released (TryAcquire with a waiter name): the queue runs that
 	// task again. It returns false when the wake-up was not needed (the waiter's task is
@@ -149,10 +160,23 @@ func (s *Semaphore) TryAcquire(ctx context.Context, key string, limit int, waite
 	if err != nil {
 		return nil, fmt.Errorf("acquire %s: %w", key, err)
 	}
-	if ok != 1 {
-		return nil, &Busy{Key: key, Limit: limit, Queued: waiter != "", RetryIn: max(poll, time.Second)}
+	switch {
+	case ok < 0:
+		return nil, &Busy{Key: key, Limit: limit, Queued: true, RetryIn: s.park(-1-ok, limit, lease)}
+	case ok != 1:
+		return nil, &Busy{Key: key, Limit: limit, RetryIn: max(poll, time.Second)}
 	}
 	return s.hold(key, prefix, tok, lease, outage), nil
+}
+
+// park is how long a waiter at place (0 = next in line) of a cap of limit slots stays
+// parked (see Semaphore.Park).
+func (s *Semaphore) park(place, limit int, lease time.Duration) time.Duration {
+	most := s.Park
+	if most <= 0 {
+		most = 5 * time.Minute
+	}
+	return min(most, lease+time.Duration(place)*lease/time.Duration(limit))
 }
 
 // Acquire blocks until a slot of key is free (at most limit holders) or ctx ends. A

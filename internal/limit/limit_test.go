@@ -198,6 +198,11 @@ func TestTryAcquireQueuesWaitersAndReleaseWakesTheOldest(t *testing.T) {
 				if !busy || !b.Queued || b.Key != "upstream:x" {
 					t.Fatalf("full cap for %s: %v", w, err)
 				}
+				// The queue parks the step this long, a safety net for a lost wake-up: one
+				// lease (15 s) for the next in line, one more per cap's worth ahead of it.
+				if want := map[string]time.Duration{"import:b:0": 15 * time.Second, "import:c:0": 30 * time.Second}[w]; b.RetryIn != want {
+					t.Fatalf("%s is parked for %s, want %s", w, b.RetryIn, want)
+				}
 			}
 			if d := time.Since(start); d > time.Second {
 				t.Fatalf("TryAcquire waited %s on a full cap", d)

@@ -153,10 +153,12 @@ func (s *Store) stepFields() *stepColumns {
 	return s.stepCols
 }
 
-// DueItems returns non-terminal items whose next step is due before t, oldest first.
+// DueItems returns non-terminal items whose next step is due before t, oldest first,
+// with only what the recovery sweep needs read (id, batch_id, step, seq, status,
+// next_run_at): it runs every 30 s over up to thousands of items.
 func (s *Store) DueItems(ctx context.Context, t time.Time, limit int) ([]Item, error) {
 	var out []Item
-	err := s.DB.NewSelect().Model(&out).
+	err := s.DB.NewSelect().Model(&out).Column("id", "batch_id", "step", "seq", "status", "next_run_at").
 		Where("status NOT IN (?)", bun.In(TerminalItemStatuses)).
 		Where("next_run_at IS NOT NULL AND next_run_at <= ?", t).
 		Order("next_run_at ASC").Limit(int64(limit)).Scan(ctx)
