@@ -97,7 +97,7 @@ func BenchmarkItemQueueFloor(b *testing.B) {
 	defer client.Close()
 	q := &Queue{Client: client, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	runner := &floorRunner{sem: &limit.Semaphore{Redis: rc, Wake: q.Wake}}
-	srv := asynq.NewServer(opt, asynq.Config{Concurrency: 10, Queues: map[string]int{QueueName: 1},
+	srv := asynq.NewServer(opt, asynq.Config{Concurrency: 10, Queues: Queues, StrictPriority: true,
 		DelayedTaskCheckInterval: time.Second, TaskCheckInterval: 50 * time.Millisecond,
 		RetryDelayFunc: RetryDelay, IsFailure: IsFailure, LogLevel: asynq.ErrorLevel})
 	h := &Handlers{Runner: runner, Queue: q, Log: q.Log}

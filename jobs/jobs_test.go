@@ -115,10 +115,35 @@ func TestWakeQueuesTheWaiterOrPassesTheWakeUpOn(t *testing.T) {
 	if q.Wake("upstream:x", waiter) {
 		t.Fatal("Wake of a step that is pending already: true (the wake-up would be spent on it)")
 	}
+	// A later step is parked in its own queue (FinishQueue) and woken there.
+	if err := q.EnqueueStep(ctx, step.AccessClosure, "item-f", 3, time.Now().Add(2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	later := step.TaskID(step.AccessClosure, "item-f", 3)
+	if !q.Wake("host:h", later) {
+		t.Fatal("Wake of a parked later step: false")
+	}
+	if info, err := ins.GetTaskInfo(FinishQueue, later); err != nil || info.State != asynq.TaskStatePending {
+		t.Fatalf("woken later step: %+v, %v", info, err)
+	}
 	if q.Wake("host:h", step.TaskID(step.AccountProbe, "item-gone", 1)) {
 		t.Fatal("Wake of a waiter whose task is gone: true")
 	}
 	if q.Wake("host:h", "not-a-task-id") {
 		t.Fatal("Wake of a malformed waiter: true")
+	}
+}
+
+// The steps past the import go to the queue the worker serves first; the import and
+// every other task to the default queue.
+func TestQueueOf(t *testing.T) {
+	for typ, want := range map[string]string{step.Import: QueueName, step.AccountProbe: FinishQueue, step.AccessClosure: FinishQueue,
+		TypeRollback: QueueName, TypeVerifyAccount: QueueName} {
+		if got := QueueOf(typ); got != want {
+			t.Errorf("QueueOf(%s) = %s, want %s", typ, got, want)
+		}
+	}
+	if len(step.Table) != 3 {
+		t.Fatalf("the step table has %d steps: check which queue each belongs to", len(step.Table))
 	}
 }

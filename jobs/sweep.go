@@ -63,11 +63,12 @@ func (s *Sweeper) freeArchived(ctx context.Context, it store.Item, now time.Time
 		return false
 	}
 	id := StepTaskID(it.Step, it.ID, it.Seq)
-	info, err := s.Queue.Inspector.GetTaskInfo(QueueName, id)
+	queue := QueueOf(it.Step)
+	info, err := s.Queue.Inspector.GetTaskInfo(queue, id)
 	if err != nil || info.State != asynq.TaskStateArchived {
 		return false
 	}
-	if err := s.Queue.Inspector.DeleteTask(QueueName, id); err != nil {
+	if err := s.Queue.Inspector.DeleteTask(queue, id); err != nil {
 		return false
 	}
 	s.Log.Warn("freed archived task for an overdue item", "item_id", it.ID, "step", it.Step, "last_error", info.LastErr)

@@ -27,8 +27,34 @@ const (
 	TypeRollback  = "rollback"
 )
 
-// QueueName is the single queue used; ordering between items is not needed.
+// QueueName is the queue of the import step and of every task that is not an item step
+// (batch, host and account operations).
 const QueueName = "default"
+
+// FinishQueue holds the item steps past the import (account-probe, access-closure). The
+// worker serves it first (Queues, strict priority): a large batch's imports queue up at
+// once, and without it an item's later steps would queue behind every import of the
+// batch, so that no item was ready until all had been imported (at 10 000 items, the
+// first six minutes). Steps that finish items take the worker slots they need as soon as
+// they are due; the imports take the rest.
+const FinishQueue = "finish"
+
+// Queues is the asynq server's queues, with StrictPriority: FinishQueue before QueueName.
+var Queues = map[string]int{FinishQueue: 2, QueueName: 1}
+
+// QueueOf is the queue of a task type: an item step past the import goes to FinishQueue,
+// everything else to QueueName.
+func QueueOf(taskType string) string {
+	for i, s := range step.Table {
+		if s.Name == taskType {
+			if i == 0 {
+				return QueueName
+			}
+			return FinishQueue
+		}
+	}
+	return QueueName
+}
 
 // StepPayload identifies one execution of one item step.
 type StepPayload struct {
@@ -73,7 +99,7 @@ func (q *Queue) EnqueueStep(ctx context.Context, step, itemID string, seq int, a
 	if err != nil {
 		return err
 	}
-	opts := []asynq.Option{asynq.TaskID(StepTaskID(step, itemID, seq)), asynq.Queue(QueueName),
+	opts := []asynq.Option{asynq.TaskID(StepTaskID(step, itemID, seq)), asynq.Queue(QueueOf(step)),
 		asynq.MaxRetry(8), asynq.Timeout(5 * time.Minute)}
 	if d := time.Until(at); d > 0 {
 		opts = append(opts, asynq.ProcessAt(at))
@@ -135,36 +161,39 @@ func (q *Queue) EnqueueItems(ctx context.Context, items []*store.Item) int {
 	return int(ok.Load())
 }
 
-// Wake runs now a step that waited for a concurrency slot (limit.Semaphore.Wake): waiter
-// is its task ID. The waiting task is parked in asynq's retry set (handleStep returned
-// the cap's Busy), so waking it moves it to pending (Inspector.RunTask). Its handler may
-// still be returning when a slot frees at once: a task still active is tried again
-// briefly. Only a parked task is a wake-up the freed slot needs: for a task that is
-// pending already, still running, or gone (it ran to its end meanwhile), Wake returns
-// false and the semaphore wakes the next waiter, so no freed slot is left unused. A
-// waiter that cannot be woken is not lost: its parked task runs when its retry comes due.
-// Without an Inspector (tests) the step is enqueued afresh.
+// Wake runs now a task that waited for a concurrency slot (limit.Semaphore.Wake): waiter
+// is its asynq task ID (an item step, or an account check or undo). The waiting task is
+// parked in asynq's retry set (its handler returned the cap's Busy), so waking it moves
+// it to pending (Inspector.RunTask). Its handler may still be returning when a slot
+// frees at once: a task still active is tried again briefly. Only a parked task is a
+// wake-up the freed slot needs: for a task that is pending already, still running, or
+// gone (it ran to its end meanwhile), Wake returns false and the semaphore wakes the
+// next waiter, so no freed slot is left unused. A waiter that cannot be woken is not
+// lost: its parked task runs when its retry comes due. Without an Inspector (tests) an
+// item step is enqueued afresh.
 func (q *Queue) Wake(_, waiter string) bool {
-	name, itemID, seq, ok := step.ParseTaskID(waiter)
-	if !ok {
-		q.log().Warn("ignoring a malformed waiter of a concurrency cap", "waiter", waiter)
-		return false
-	}
 	if q.Inspector == nil {
+		name, itemID, seq, ok := step.ParseTaskID(waiter)
+		if !ok {
+			return false
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		err := q.EnqueueStep(ctx, name, itemID, seq, time.Now())
-		return err == nil
+		return q.EnqueueStep(ctx, name, itemID, seq, time.Now()) == nil
+	}
+	queue := QueueName
+	if name, _, _, ok := step.ParseTaskID(waiter); ok {
+		queue = QueueOf(name)
 	}
 	for delay := 10 * time.Millisecond; ; delay *= 2 {
-		err := q.Inspector.RunTask(QueueName, waiter)
+		err := q.Inspector.RunTask(queue, waiter)
 		switch {
 		case err == nil:
 			return true
 		case errors.Is(err, asynq.ErrTaskNotFound), strings.Contains(err.Error(), "already in pending state"):
 			return false
 		case !strings.Contains(err.Error(), "already running"):
-			q.log().Warn("wake a step waiting for a slot failed; it runs when its retry comes due", "step", name, "item_id", itemID, "error", err)
+			q.log().Warn("wake a task waiting for a slot failed; it runs when its retry comes due", "task_id", waiter, "error", err)
 			return true // Redis is failing: waking others would fail the same way
 		case delay > 500*time.Millisecond:
 			return false

@@ -12,6 +12,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/robfig/cron/v3"
 
+	"github.com/cn-relay-manager/cn-relay-manager/internal/limit"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/metrics"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/notify"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/pipeline"
@@ -179,7 +180,9 @@ func (h *AccountHandlers) timed(fn func(context.Context, *asynq.Task) error) fun
 		start := time.Now()
 		err := fn(ctx, t)
 		outcome := metrics.OutcomeFinished
-		if err != nil {
+		if _, busy := limit.IsBusy(err); busy {
+			outcome = metrics.OutcomeDeferred
+		} else if err != nil {
 			outcome = metrics.OutcomeError
 		}
 		h.Metrics.ObserveStep(t.Type(), outcome, time.Since(start))
@@ -327,12 +330,21 @@ func (h *AccountHandlers) handleCheck(ctx context.Context, t *asynq.Task) error 
 	if err != nil || p.CheckID == "" {
 		return fmt.Errorf("bad verify-account payload: %w", asynq.SkipRetry)
 	}
-	out, err := h.Verifier.VerifyAccount(ctx, p.CheckID)
+	out, err := h.Verifier.VerifyAccount(waiting(ctx), p.CheckID)
 	if err != nil {
-		return err
+		return err // a full cap's *limit.Busy parks the check (IsFailure, RetryDelay)
 	}
 	h.deliverSoon(ctx, out.Queued)
 	return nil
+}
+
+// waiting names the running task to the engine, so that a check or an undo that meets a
+// full cap is parked until a slot frees instead of waiting in its worker slot.
+func waiting(ctx context.Context) context.Context {
+	if id, ok := asynq.GetTaskID(ctx); ok {
+		return pipeline.WithWaiter(ctx, id)
+	}
+	return ctx
 }
 
 func (h *AccountHandlers) deliverSoon(ctx context.Context, rows []store.OutboxRow) {
@@ -348,7 +360,7 @@ func (h *AccountHandlers) handleUndo(ctx context.Context, t *asynq.Task) error {
 	if err != nil || p.CheckID == "" {
 		return fmt.Errorf("bad account-undo payload: %w", asynq.SkipRetry)
 	}
-	err = h.Verifier.UndoCheck(ctx, p.CheckID)
+	err = h.Verifier.UndoCheck(waiting(ctx), p.CheckID)
 	if errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("undo %s: %v: %w", p.CheckID, err, asynq.SkipRetry)
 	}

@@ -214,7 +214,8 @@ func (a *App) APIServer(token string) *api.Server {
 func (a *App) RunWorker(ctx context.Context) error {
 	srv := asynq.NewServer(a.Conn, asynq.Config{
 		Concurrency:              a.Cfg.WorkerConcurrency,
-		Queues:                   map[string]int{jobs.QueueName: 1},
+		Queues:                   jobs.Queues,
+		StrictPriority:           true, // steps that finish items first (jobs.FinishQueue)
 		DelayedTaskCheckInterval: time.Second,
 		TaskCheckInterval:        50 * time.Millisecond, // an idle slot picks up a woken or newly queued step within 50 ms
 		ShutdownTimeout:          20 * time.Second,

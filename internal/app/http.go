@@ -9,6 +9,7 @@ import (
 
 	"github.com/cn-relay-manager/cn-relay-manager/internal/metrics"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/web"
+	"github.com/cn-relay-manager/cn-relay-manager/jobs"
 )
 
 // HTTPApp builds the whole HTTP surface: the REST API, the web pages and asynqmon at
@@ -31,7 +32,7 @@ func (a *App) HTTPApp(token string) (*fiber.App, io.Closer) {
 	if a.Inspector != nil {
 		queue = a.Inspector
 	}
-	a.Metrics.SetSources(a.Store, queue)
+	a.Metrics.SetSources(a.Store, queue, jobs.QueueName, jobs.FinishQueue)
 	a.Metrics.WatchAccounts(a.Store)
 	app.Get("/metrics", srv.Auth, adaptor.HTTPHandler(a.Metrics.Handler()))
 	app.Use(func(c *fiber.Ctx) error { return fiber.ErrNotFound })

@@ -18,6 +18,7 @@ import (
 	"github.com/cn-relay-manager/cn-relay-manager/internal/sim/hostsim"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/sim/upstreamsim"
 	"github.com/cn-relay-manager/cn-relay-manager/internal/store"
+	"github.com/cn-relay-manager/cn-relay-manager/jobs"
 )
 
 // inflight counts the requests a handler is serving at once, and their peak, by the
@@ -200,6 +201,10 @@ func TestReverify2000WithinPeriodAndCaps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A check that meets a full cap is parked, not kept waiting in its worker slot: the
+	// checks in worker slots are about those holding the upstream's slots (plus the
+	// host's, and one on its way out), never the 10 slots full of checks waiting.
+	samples, crowded := 0, 0
 	for {
 		if burst, err = a.Store.GetVerifyRun(ctx, burst.ID); err != nil {
 			t.Fatal(err)
@@ -207,8 +212,25 @@ func TestReverify2000WithinPeriodAndCaps(t *testing.T) {
 		if burst.Status != store.VerifyRunning || time.Since(burstStart) > 3*time.Minute {
 			break
 		}
-		time.Sleep(100 * time.Millisecond)
+		if active, err := a.Inspector.ListActiveTasks(jobs.QueueName); err == nil {
+			checks := 0
+			for _, task := range active {
+				if task.Type == jobs.TypeVerifyAccount {
+					checks++
+				}
+			}
+			samples++
+			if checks > upstreamCap+hostCap+1 {
+				crowded++
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
+	if samples >= 10 && float64(crowded) > 0.25*float64(samples) {
+		t.Errorf("in %d of %d samples more than %d checks occupied worker slots (caps %d and %d): checks wait for a cap in their slots",
+			crowded, samples, upstreamCap+hostCap+1, upstreamCap, hostCap)
+	}
+	t.Logf("burst: %d of %d samples saw more checks in worker slots than the caps hold", crowded, samples)
 	burstTook := time.Since(burstStart)
 	cancel()
 	<-done

@@ -433,9 +433,22 @@ func once(f func()) func() {
 func hostCapKey(hostID string) string   { return "host:" + hostID }
 func upstreamCapKey(host string) string { return "upstream:" + host }
 
-// waitHostSlot waits for a slot of the host's cap (hostName is for the error). It is for
-// work that owns its goroutine (a re-verification run and its checks); item steps take
-// their slots with takeSlots, without waiting.
+// waiterKey carries the queue's name for the task a context runs (WithWaiter).
+type waiterKey struct{}
+
+// WithWaiter tells the engine the queue's name for the task ctx runs (its asynq task
+// ID). A cap that is full then does not keep the task waiting in its worker slot:
+// waitHostSlot and waitUpstreamSlot answer the cap's *limit.Busy at once, the task joins
+// the cap's wait list under that name, and the queue parks it until a slot frees, as it
+// does item steps.
+func WithWaiter(ctx context.Context, taskID string) context.Context {
+	return context.WithValue(ctx, waiterKey{}, taskID)
+}
+
+// waitHostSlot takes a slot of the host's cap (hostName is for the error) for the
+// re-verification of accounts (a run, its checks, their undos): under a task named by
+// WithWaiter without waiting (a full cap answers *limit.Busy), else waiting for it. Item
+// steps take their slots with takeSlots.
 func (e *Engine) waitHostSlot(ctx context.Context, hostID, hostName string) (func(), error) {
 	release, err := e.acquire(ctx, hostCapKey(hostID), e.Settings.HostConcurrency)
 	if err != nil {
@@ -456,6 +469,9 @@ func (e *Engine) waitUpstreamSlot(ctx context.Context, host string) (func(), err
 func (e *Engine) acquire(ctx context.Context, key string, limit int) (func(), error) {
 	if e.Limiter == nil || limit <= 0 {
 		return func() {}, nil
+	}
+	if waiter, _ := ctx.Value(waiterKey{}).(string); waiter != "" {
+		return e.Limiter.TryAcquire(ctx, key, limit, waiter)
 	}
 	return e.Limiter.Acquire(ctx, key, limit)
 }
