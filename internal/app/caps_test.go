@@ -52,23 +52,7 @@ func TestStepsWaitingForACapHoldNoWorkerSlot(t *testing.T) {
 	})
 	h := registerSimHost(ctx, t, a, "caps", hostSrv.URL, adminKey)
 	base := upSrv.URL + upSim.BaseURL("deepseek")
-	b := &store.Batch{HostID: h.ID, Mode: "none"}
-	var items []*store.Item
-	for i := 0; i < n; i++ {
-		key := fmt.Sprintf("sk-caps-%06d-abcdef", i)
-		upSim.AddKey(key, upstreamsim.ModeOK)
-		sealed, _ := a.Box.Seal(key)
-		items = append(items, &store.Item{Name: key, BaseURL: base, ProviderHint: "deepseek", APIKeyEnc: sealed,
-			KeyMasked: secret.Mask(key), KeyFingerprint: a.Box.Fingerprint(key), RequestedModels: []string{"deepseek-flash"}, Step: step.Import})
-	}
-	if err := a.Store.CreateBatch(ctx, b, items); err != nil {
-		t.Fatal(err)
-	}
-	for _, it := range items {
-		if err := a.Queue.EnqueueStep(ctx, it.Step, it.ID, it.Seq, time.Now()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	b := queueKeys(ctx, t, a, h.ID, upSim, base, "caps", n)
 	done := make(chan error, 1)
 	go func() { done <- a.RunWorker(ctx) }()
 
@@ -163,23 +147,7 @@ func TestItemsFinishWhileImportsAreQueued(t *testing.T) {
 		cfg.WindowSchedule = []time.Duration{time.Second}
 	})
 	h := registerSimHost(ctx, t, a, "finish", hostSrv.URL, adminKey)
-	b := &store.Batch{HostID: h.ID, Mode: "none"}
-	var items []*store.Item
-	for i := 0; i < n; i++ {
-		key := fmt.Sprintf("sk-finish-%06d-abcdef", i)
-		up.AddKey(key, upstreamsim.ModeOK)
-		sealed, _ := a.Box.Seal(key)
-		items = append(items, &store.Item{Name: key, BaseURL: up.BaseURL("deepseek"), ProviderHint: "deepseek", APIKeyEnc: sealed,
-			KeyMasked: secret.Mask(key), KeyFingerprint: a.Box.Fingerprint(key), RequestedModels: []string{"deepseek-flash"}, Step: step.Import})
-	}
-	if err := a.Store.CreateBatch(ctx, b, items); err != nil {
-		t.Fatal(err)
-	}
-	for _, it := range items {
-		if err := a.Queue.EnqueueStep(ctx, it.Step, it.ID, it.Seq, time.Now()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	b := queueKeys(ctx, t, a, h.ID, up, up.BaseURL("deepseek"), "finish", n)
 	done := make(chan error, 1)
 	go func() { done <- a.RunWorker(ctx) }()
 	importsLeft := -1 // items not imported yet when the first item was ready
@@ -199,4 +167,30 @@ func TestItemsFinishWhileImportsAreQueued(t *testing.T) {
 	if importsLeft < n/4 {
 		t.Fatalf("the first item was ready only when %d of %d items were left to import: later steps queue behind imports", importsLeft, n)
 	}
+}
+
+// queueKeys stores a batch (mode none) of n deepseek keys named after tag, known to the
+// simulated provider at base, and queues their imports as the API would.
+func queueKeys(ctx context.Context, t *testing.T, a *App, hostID string, up interface {
+	AddKey(string, upstreamsim.KeyMode)
+}, base, tag string, n int) *store.Batch {
+	t.Helper()
+	b := &store.Batch{HostID: hostID, Mode: "none"}
+	var items []*store.Item
+	for i := 0; i < n; i++ {
+		key := fmt.Sprintf("sk-%s-%06d-abcdef", tag, i)
+		up.AddKey(key, upstreamsim.ModeOK)
+		sealed, _ := a.Box.Seal(key)
+		items = append(items, &store.Item{Name: key, BaseURL: base, ProviderHint: "deepseek", APIKeyEnc: sealed,
+			KeyMasked: secret.Mask(key), KeyFingerprint: a.Box.Fingerprint(key), RequestedModels: []string{"deepseek-flash"}, Step: step.Import})
+	}
+	if err := a.Store.CreateBatch(ctx, b, items); err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range items {
+		if err := a.Queue.EnqueueStep(ctx, it.Step, it.ID, it.Seq, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return b
 }
