@@ -95,7 +95,9 @@ func BenchmarkItemQueueFloor(b *testing.B) {
 	opt := asynq.RedisClientOpt{Addr: r.Addr}
 	client := asynq.NewClient(opt)
 	defer client.Close()
-	q := &Queue{Client: client, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	ins := asynq.NewInspector(opt)
+	defer ins.Close()
+	q := &Queue{Client: client, Inspector: ins, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	runner := &floorRunner{sem: &limit.Semaphore{Redis: rc, Wake: q.Wake}}
 	srv := asynq.NewServer(opt, asynq.Config{Concurrency: 10, Queues: Queues, StrictPriority: true,
 		DelayedTaskCheckInterval: time.Second, TaskCheckInterval: 50 * time.Millisecond,

@@ -132,6 +132,11 @@ func TestWakeQueuesTheWaiterOrPassesTheWakeUpOn(t *testing.T) {
 	if q.Wake("host:h", "not-a-task-id") {
 		t.Fatal("Wake of a malformed waiter: true")
 	}
+	// Without an Inspector nothing can be moved out of the retry set: the waiter runs
+	// when its park ends, and the slot is offered to the next one.
+	if (&Queue{Client: q.Client}).Wake("upstream:x", waiter) {
+		t.Fatal("Wake without an Inspector: true")
+	}
 }
 
 // The steps past the import go to the queue the worker serves first; the import and

@@ -45,13 +45,8 @@ var Queues = map[string]int{FinishQueue: 2, QueueName: 1}
 // QueueOf is the queue of a task type: an item step past the import goes to FinishQueue,
 // everything else to QueueName.
 func QueueOf(taskType string) string {
-	for i, s := range step.Table {
-		if s.Name == taskType {
-			if i == 0 {
-				return QueueName
-			}
-			return FinishQueue
-		}
+	if taskType != step.First && step.Known(taskType) {
+		return FinishQueue
 	}
 	return QueueName
 }
@@ -164,22 +159,15 @@ func (q *Queue) EnqueueItems(ctx context.Context, items []*store.Item) int {
 // Wake runs now a task that waited for a concurrency slot (limit.Semaphore.Wake): waiter
 // is its asynq task ID (an item step, or an account check or undo). The waiting task is
 // parked in asynq's retry set (its handler returned the cap's Busy), so waking it moves
-// it to pending (Inspector.RunTask). Its handler may still be returning when a slot
-// frees at once: a task still active is tried again briefly. Only a parked task is a
-// wake-up the freed slot needs: for a task that is pending already, still running, or
-// gone (it ran to its end meanwhile), Wake returns false and the semaphore wakes the
-// next waiter, so no freed slot is left unused. A waiter that cannot be woken is not
-// lost: its parked task runs when its retry comes due. Without an Inspector (tests) an
-// item step is enqueued afresh.
+// it to pending (Inspector.RunTask, which needs the queue's Inspector). Its handler may
+// still be returning when a slot frees at once: a task still active is tried again
+// briefly. Only a parked task is a wake-up the freed slot needs: for a task that is
+// pending already, still running, or gone (it ran to its end meanwhile), Wake returns
+// false and the semaphore wakes the next waiter, so no freed slot is left unused. A
+// waiter that cannot be woken is not lost: its parked task runs when its retry comes due.
 func (q *Queue) Wake(_, waiter string) bool {
 	if q.Inspector == nil {
-		name, itemID, seq, ok := step.ParseTaskID(waiter)
-		if !ok {
-			return false
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		return q.EnqueueStep(ctx, name, itemID, seq, time.Now()) == nil
+		return false
 	}
 	queue := QueueName
 	if name, _, _, ok := step.ParseTaskID(waiter); ok {
@@ -187,6 +175,8 @@ func (q *Queue) Wake(_, waiter string) bool {
 	}
 	for delay := 10 * time.Millisecond; ; delay *= 2 {
 		err := q.Inspector.RunTask(queue, waiter)
+		// asynq exports no error values for a task that is active or pending: its
+		// messages ("task is already running", "... already in pending state") tell them.
 		switch {
 		case err == nil:
 			return true

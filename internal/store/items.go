@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -83,16 +82,8 @@ func (s *Store) CompleteStep(ctx context.Context, it *Item, expectSeq int, a *At
 		}
 	}
 	update, err := s.txStmt(ctx, "update item step", func() string {
-		var b strings.Builder
-		b.WriteString(`UPDATE "items" SET `)
-		for i, c := range f.item {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			fmt.Fprintf(&b, `"%s" = %s`, c.Name, s.ph(i+1))
-		}
-		fmt.Fprintf(&b, ` WHERE "id" = %s AND "seq" = %s`, s.ph(len(f.item)+1), s.ph(len(f.item)+2))
-		return b.String()
+		n := len(f.item)
+		return fmt.Sprintf(`UPDATE "items" SET %s WHERE "id" = %s AND "seq" = %s`, s.setList(f.item, 1), s.ph(n+1), s.ph(n+2))
 	})
 	if err != nil {
 		return err

@@ -214,6 +214,19 @@ func (s *Store) placeholders(first, n int) string {
 	return b.String()
 }
 
+// setList is the SET clause of an UPDATE of the columns, their values bound from
+// placeholder first on.
+func (s *Store) setList(fields []*schema.Field, first int) string {
+	var b strings.Builder
+	for i, f := range fields {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, `"%s" = %s`, f.Name, s.ph(first+i))
+	}
+	return b.String()
+}
+
 // columnList quotes the columns' names for a statement's text.
 func columnList(fields []*schema.Field) string {
 	var b strings.Builder
